@@ -1,0 +1,73 @@
+"""Argument checks shared by every op: errors name the argument and its value."""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Sequence
+from typing import Any
+
+
+def is_int(value: Any) -> bool:
+    """Returns whether ``value`` is an integer (Python or numpy), excluding bools."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def as_tuple(value: Any, n: int, name: str, *, minimum: int | None = 1) -> tuple[int, ...]:
+    """Broadcasts an int, or checks a sequence of ints, to a tuple of length ``n``.
+
+    Args:
+      value: an int (broadcast to every spatial dimension) or a sequence of ``n`` ints.
+      n: the number of spatial dimensions.
+      name: the argument's name, used in error messages.
+      minimum: the smallest allowed entry (``None`` for no bound).
+
+    Returns:
+      A tuple of ``n`` Python ints.
+
+    Raises:
+      TypeError: if ``value`` is not an int or a sequence of ints.
+      ValueError: if the sequence has the wrong length or an entry is below ``minimum``.
+    """
+    if is_int(value):
+        out = (int(value),) * n
+    elif isinstance(value, Sequence) and not isinstance(value, str):
+        if not all(is_int(v) for v in value):
+            raise TypeError(f"`{name}` must be an int or a sequence of ints, got {value!r}")
+        if len(value) != n:
+            raise ValueError(
+                f"`{name}` (={tuple(value)!r}) must have one entry per spatial dimension "
+                f"(={n}), or be a single int"
+            )
+        out = tuple(int(v) for v in value)
+    else:
+        raise TypeError(f"`{name}` must be an int or a sequence of ints, got {value!r}")
+    if minimum is not None and any(v < minimum for v in out):
+        what = "positive" if minimum == 1 else f">= {minimum}"
+        raise ValueError(f"`{name}` (={_show(value)}) must be {what}")
+    return out
+
+
+def _show(value: Any) -> str:
+    return repr(tuple(value)) if isinstance(value, Sequence) else repr(value)
+
+
+def check_array_rank(x: Any, name: str, expected: int | None, what: str) -> None:
+    """Raises a ``ValueError`` if ``x.ndim`` differs from ``expected``.
+
+    Args:
+      x: an array-like with ``ndim`` and ``shape``.
+      name: the argument's name.
+      expected: the rank it must have (``None`` skips the check).
+      what: a description of the expected layout, e.g. ``"(N, *spatial, C)"``.
+
+    Raises:
+      TypeError: if ``x`` is not an array.
+      ValueError: if the rank differs.
+    """
+    if not hasattr(x, "ndim") or not hasattr(x, "shape"):
+        raise TypeError(f"`{name}` must be an array, got {type(x).__name__}")
+    if expected is not None and x.ndim != expected:
+        raise ValueError(
+            f"`{name}` must have rank {expected} {what}, got shape {tuple(x.shape)} "
+            f"(rank {x.ndim})"
+        )

@@ -1,0 +1,34 @@
+"""Test set-up: several CPU devices, so multi-device code (pmap, sharded jit) is testable.
+
+``--xla_force_host_platform_device_count`` must be set before JAX initialises its
+backends, hence here, before anything imports jax.
+"""
+
+import os
+
+NUM_CPU_DEVICES = 8
+
+_flags = os.environ.get("XLA_FLAGS", "")
+if "xla_force_host_platform_device_count" not in _flags:
+    os.environ["XLA_FLAGS"] = (
+        f"{_flags} --xla_force_host_platform_device_count={NUM_CPU_DEVICES}".strip()
+    )
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import jax  # noqa: E402
+import pytest  # noqa: E402
+
+jax.config.update("jax_enable_x64", False)
+
+
+@pytest.fixture
+def rng():
+    """A numpy random generator with a fixed seed, one per test."""
+    import numpy as np
+
+    return np.random.default_rng(0)
+
+
+def torch_or_skip():
+    """Returns the torch module, or skips the calling test when it is not installed."""
+    return pytest.importorskip("torch")
