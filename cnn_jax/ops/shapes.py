@@ -85,7 +85,8 @@ def padding_amounts(
       TypeError, ValueError: for arguments of the wrong kind, length or sign.
     """
     n = _num_dims(in_size, kernel, stride, dilation) or 1
-    if n == 1 and not isinstance(mode, str) and not is_int(mode):
+    if n == 1 and isinstance(mode, Sequence) and not isinstance(mode, str) and mode \
+            and not all(is_int(m) for m in mode):
         n = len(mode)  # e.g. ((1, 2),) or [(1, 2), (0, 0)] with scalar sizes
     i, k, s, d = _broadcast(n, in_size=in_size, kernel=kernel, stride=stride, dilation=dilation)
     return resolve_padding(mode, i, k, s, d)
@@ -325,7 +326,7 @@ def receptive_field(
             if n is not None:
                 dims.append(n)
         pad = layer.get("padding")
-        if pad is not None and not isinstance(pad, str) and not is_int(pad):
+        if isinstance(pad, Sequence) and not isinstance(pad, str):
             dims.append(len(pad))
     if in_size is not None and _num_dims(in_size) is not None:
         dims.append(_num_dims(in_size))
