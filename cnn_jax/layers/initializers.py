@@ -20,6 +20,8 @@ Names:
   initialization of the context module; PyTorch's ``dirac_``): the kernel's centre tap
   (``(k - 1) // 2``, matching 'SAME' padding) maps input channel ``o mod C_in_per_group``
   of each group to output ``o``.
+* ``lecun1998_uniform``: ``U(-2.4 / fan_in, 2.4 / fan_in)``, the initialization of
+  LeNet-5 (LeCun et al. 1998, appendix A).
 * ``torch_default``: PyTorch's default for ``nn.Conv*d``/``nn.Linear`` weights,
   ``kaiming_uniform_(a=sqrt(5))`` = ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``;
   ``torch_default_bias`` (needs ``fan_in``) the matching bias init.
@@ -93,6 +95,14 @@ def _torch_default() -> Initializer:
     return init
 
 
+def _lecun1998_uniform() -> Initializer:
+    def init(key: jax.Array, shape: Sequence[int], dtype: Any = jnp.float32) -> jax.Array:
+        bound = 2.4 / _fan_in(shape)
+        return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+    return init
+
+
 def _torch_default_bias(fan_in: int | None = None) -> Initializer:
     if fan_in is None or fan_in < 1:
         raise ValueError(f"'torch_default_bias' needs the weight's `fan_in` (>= 1), got {fan_in!r}")
@@ -136,6 +146,7 @@ _FACTORIES: dict[str, Callable[..., Initializer]] = {
     "orthogonal": lambda scale=1.0: jax.nn.initializers.orthogonal(scale),
     "identity": lambda: identity,
     "torch_default": _torch_default,
+    "lecun1998_uniform": _lecun1998_uniform,
     "torch_default_bias": _torch_default_bias,
 }
 _ALIASES = {

@@ -565,7 +565,7 @@ def tiled_conv(
     for b, t in zip(blocks, tile):
         split += [b, t]
     patches = patches.reshape(*split, feat)
-    letters = "abcdefghijklm"
+    letters = "abcdeghijklm"  # no "f", "y", "z": those label features and batch
     blk = letters[:n]
     til = letters[n:2 * n]
     spec_p = "z" + "".join(b + t for b, t in zip(blk, til)) + "f"
