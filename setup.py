@@ -5,6 +5,8 @@ the test suite needs (PyTorch CPU is only an optional test oracle, installed by
 ``.ci/run``, never a runtime dependency); ``".[dev]"`` adds the linter.
 """
 
+from pathlib import Path
+
 from setuptools import find_packages, setup
 
 # Version ranges are the ones this project is tested with (see README.md).
@@ -39,7 +41,7 @@ setup(
     name="cnn_jax",
     version="0.1.0",
     description="Convolutional networks in JAX/Flax: exact ops, layers, models and training.",
-    long_description=open("README.md", encoding="utf-8").read(),
+    long_description=(Path(__file__).parent / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["cnn_jax", "cnn_jax.*"]),

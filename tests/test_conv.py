@@ -50,7 +50,7 @@ CASES = ALL_CASES[::5] + ALL_CASES[-2:]
 
 
 def _conv_args(case):
-    ndim, size, k, s, d, padding, groups = case
+    _, size, _, s, d, padding, groups = case
     return size, dict(strides=s, padding=padding, dilation=d, groups=groups)
 
 

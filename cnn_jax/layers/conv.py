@@ -40,8 +40,11 @@ InitLike = str | Initializer
 
 def _init(init: InitLike, name: str, fan_in: int) -> Initializer:
     """Resolves an initializer; PyTorch's bias default needs the weight's fan-in."""
-    if isinstance(init, str) and init.lower() in ("torch_default", "torch_default_bias") \
-            and name.endswith("bias_init"):
+    if (
+        isinstance(init, str)
+        and init.lower() in ("torch_default", "torch_default_bias")
+        and name.endswith("bias_init")
+    ):
         return get_initializer("torch_default_bias", fan_in=fan_in)
     try:
         return get_initializer(init)
@@ -113,20 +116,36 @@ class Conv(nn.Module):
         window = as_tuple(self.kernel_size, n, "kernel_size")
         c_in = x.shape[-1]
         if not is_int(self.groups) or self.groups < 1 or c_in % self.groups:
-            raise ValueError(f"`groups` (={self.groups!r}) must be a positive int dividing the "
-                             f"input channels (={c_in})")
+            raise ValueError(
+                f"`groups` (={self.groups!r}) must be a positive int dividing the "
+                f"input channels (={c_in})"
+            )
         if features % self.groups:
             raise ValueError(f"`groups` (={self.groups}) must divide `features` (={features})")
         shape = (*window, c_in // self.groups, features)
         fan_in = int(np.prod(shape[:-1]))
-        kernel = self.param("kernel", _init(self.kernel_init, "kernel_init", fan_in), shape,
-                            self.param_dtype)
-        bias = (self.param("bias", _init(self.bias_init, "bias_init", fan_in), (features,),
-                           self.param_dtype) if self.use_bias else None)
+        kernel = self.param(
+            "kernel", _init(self.kernel_init, "kernel_init", fan_in), shape, self.param_dtype
+        )
+        bias = (
+            self.param(
+                "bias", _init(self.bias_init, "bias_init", fan_in), (features,), self.param_dtype
+            )
+            if self.use_bias
+            else None
+        )
         x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
-        return ops.conv(x, kernel, bias, strides=self.strides, padding=self.padding,
-                        dilation=self.dilation, groups=self.groups,
-                        padding_mode=self.padding_mode, precision=self.precision)
+        return ops.conv(
+            x,
+            kernel,
+            bias,
+            strides=self.strides,
+            padding=self.padding,
+            dilation=self.dilation,
+            groups=self.groups,
+            padding_mode=self.padding_mode,
+            precision=self.precision,
+        )
 
 
 class ConvTranspose(nn.Module):
@@ -187,19 +206,35 @@ class ConvTranspose(nn.Module):
         window = as_tuple(self.kernel_size, n, "kernel_size")
         c_in = y.shape[-1]
         if not is_int(self.groups) or self.groups < 1 or features % self.groups:
-            raise ValueError(f"`groups` (={self.groups!r}) must be a positive int dividing "
-                             f"`features` (={features})")
+            raise ValueError(
+                f"`groups` (={self.groups!r}) must be a positive int dividing "
+                f"`features` (={features})"
+            )
         shape = (*window, features // self.groups, c_in)
         fan_in = int(np.prod(shape[:-1]))
-        kernel = self.param("kernel", _init(self.kernel_init, "kernel_init", fan_in), shape,
-                            self.param_dtype)
-        bias = (self.param("bias", _init(self.bias_init, "bias_init", fan_in), (features,),
-                           self.param_dtype) if self.use_bias else None)
+        kernel = self.param(
+            "kernel", _init(self.kernel_init, "kernel_init", fan_in), shape, self.param_dtype
+        )
+        bias = (
+            self.param(
+                "bias", _init(self.bias_init, "bias_init", fan_in), (features,), self.param_dtype
+            )
+            if self.use_bias
+            else None
+        )
         y, kernel, bias = nn.dtypes.promote_dtype(y, kernel, bias, dtype=self.dtype)
         return ops.conv_transpose(
-            y, kernel, bias, strides=self.strides, padding=self.padding,
-            output_padding=self.output_padding, output_shape=output_shape,
-            dilation=self.dilation, groups=self.groups, precision=self.precision)
+            y,
+            kernel,
+            bias,
+            strides=self.strides,
+            padding=self.padding,
+            output_padding=self.output_padding,
+            output_shape=output_shape,
+            dilation=self.dilation,
+            groups=self.groups,
+            precision=self.precision,
+        )
 
 
 class DepthwiseConv(nn.Module):
@@ -252,14 +287,25 @@ class DepthwiseConv(nn.Module):
         out = x.shape[-1] * m
         shape = (*window, 1, out)
         fan_in = int(np.prod(window))
-        kernel = self.param("kernel", _init(self.kernel_init, "kernel_init", fan_in), shape,
-                            self.param_dtype)
-        bias = (self.param("bias", _init(self.bias_init, "bias_init", fan_in), (out,),
-                           self.param_dtype) if self.use_bias else None)
+        kernel = self.param(
+            "kernel", _init(self.kernel_init, "kernel_init", fan_in), shape, self.param_dtype
+        )
+        bias = (
+            self.param("bias", _init(self.bias_init, "bias_init", fan_in), (out,), self.param_dtype)
+            if self.use_bias
+            else None
+        )
         x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
-        return ops.depthwise_conv(x, kernel, bias, strides=self.strides, padding=self.padding,
-                                  dilation=self.dilation, padding_mode=self.padding_mode,
-                                  precision=self.precision)
+        return ops.depthwise_conv(
+            x,
+            kernel,
+            bias,
+            strides=self.strides,
+            padding=self.padding,
+            dilation=self.dilation,
+            padding_mode=self.padding_mode,
+            precision=self.precision,
+        )
 
 
 class DepthwiseSeparableConv(nn.Module):
@@ -320,17 +366,37 @@ class DepthwiseSeparableConv(nn.Module):
         m = _check_features(self.depth_multiplier, "depth_multiplier")
         window = as_tuple(self.kernel_size, n, "kernel_size")
         mid = x.shape[-1] * m
-        dw = self.param("depthwise_kernel",
-                        _init(self.depthwise_init, "depthwise_init", int(np.prod(window))),
-                        (*window, 1, mid), self.param_dtype)
-        pw = self.param("pointwise_kernel", _init(self.pointwise_init, "pointwise_init", mid),
-                        (*(1,) * n, mid, features), self.param_dtype)
-        bias = (self.param("bias", _init(self.bias_init, "bias_init", mid), (features,),
-                           self.param_dtype) if self.use_bias else None)
+        dw = self.param(
+            "depthwise_kernel",
+            _init(self.depthwise_init, "depthwise_init", int(np.prod(window))),
+            (*window, 1, mid),
+            self.param_dtype,
+        )
+        pw = self.param(
+            "pointwise_kernel",
+            _init(self.pointwise_init, "pointwise_init", mid),
+            (*(1,) * n, mid, features),
+            self.param_dtype,
+        )
+        bias = (
+            self.param(
+                "bias", _init(self.bias_init, "bias_init", mid), (features,), self.param_dtype
+            )
+            if self.use_bias
+            else None
+        )
         x, dw, pw, bias = nn.dtypes.promote_dtype(x, dw, pw, bias, dtype=self.dtype)
-        return ops.separable_conv(x, dw, pw, bias, strides=self.strides, padding=self.padding,
-                                  dilation=self.dilation, padding_mode=self.padding_mode,
-                                  precision=self.precision)
+        return ops.separable_conv(
+            x,
+            dw,
+            pw,
+            bias,
+            strides=self.strides,
+            padding=self.padding,
+            dilation=self.dilation,
+            padding_mode=self.padding_mode,
+            precision=self.precision,
+        )
 
 
 class LocallyConnected(nn.Module):
@@ -388,20 +454,34 @@ class LocallyConnected(nn.Module):
         window = as_tuple(self.kernel_size, n, "kernel_size")
         strides = as_tuple(self.strides, n, "strides")
         dilation = as_tuple(self.dilation, n, "dilation")
-        out_sp = ops.conv_output_size(tuple(x.shape[1:-1]), window, strides, self.padding,
-                                      dilation)
+        out_sp = ops.conv_output_size(tuple(x.shape[1:-1]), window, strides, self.padding, dilation)
         c_in = x.shape[-1]
         fan_in = int(np.prod(window)) * c_in
         kernel = self.param(
-            "kernel", _lc_init(_init(self.kernel_init, "kernel_init", fan_in), n),
-            (*out_sp, *window, c_in, features), self.param_dtype)
+            "kernel",
+            _lc_init(_init(self.kernel_init, "kernel_init", fan_in), n),
+            (*out_sp, *window, c_in, features),
+            self.param_dtype,
+        )
         bias_shape = (features,) if self.shared_bias else (*out_sp, features)
-        bias = (self.param("bias", _init(self.bias_init, "bias_init", fan_in), bias_shape,
-                           self.param_dtype) if self.use_bias else None)
+        bias = (
+            self.param(
+                "bias", _init(self.bias_init, "bias_init", fan_in), bias_shape, self.param_dtype
+            )
+            if self.use_bias
+            else None
+        )
         x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
-        return ops.locally_connected(x, kernel, bias, strides=strides, padding=self.padding,
-                                     dilation=dilation, padding_mode=self.padding_mode,
-                                     precision=self.precision)
+        return ops.locally_connected(
+            x,
+            kernel,
+            bias,
+            strides=strides,
+            padding=self.padding,
+            dilation=dilation,
+            padding_mode=self.padding_mode,
+            precision=self.precision,
+        )
 
 
 def _lc_init(init: Initializer, n_lead: int) -> Initializer:
@@ -477,11 +557,26 @@ class TiledConv(nn.Module):
         c_in = x.shape[-1]
         fan_in = int(np.prod(window)) * c_in
         kernel = self.param(
-            "kernel", _lc_init(_init(self.kernel_init, "kernel_init", fan_in), n),
-            (*tile, *window, c_in, features), self.param_dtype)
-        bias = (self.param("bias", _init(self.bias_init, "bias_init", fan_in), (features,),
-                           self.param_dtype) if self.use_bias else None)
+            "kernel",
+            _lc_init(_init(self.kernel_init, "kernel_init", fan_in), n),
+            (*tile, *window, c_in, features),
+            self.param_dtype,
+        )
+        bias = (
+            self.param(
+                "bias", _init(self.bias_init, "bias_init", fan_in), (features,), self.param_dtype
+            )
+            if self.use_bias
+            else None
+        )
         x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
-        return ops.tiled_conv(x, kernel, bias, strides=self.strides, padding=self.padding,
-                              dilation=self.dilation, padding_mode=self.padding_mode,
-                              precision=self.precision)
+        return ops.tiled_conv(
+            x,
+            kernel,
+            bias,
+            strides=self.strides,
+            padding=self.padding,
+            dilation=self.dilation,
+            padding_mode=self.padding_mode,
+            precision=self.precision,
+        )

@@ -48,11 +48,15 @@ def _check_mode(mode: str) -> str:
     return mode
 
 
-def _variance_scaling(scale: float, default_mode: str, distribution: str) -> Callable[..., Initializer]:
+def _variance_scaling(
+    scale: float, default_mode: str, distribution: str
+) -> Callable[..., Initializer]:
     def make(mode: str = default_mode, distribution: str = distribution) -> Initializer:
         if distribution not in ("truncated_normal", "normal", "uniform"):
-            raise ValueError(f"`distribution` (={distribution!r}) must be 'truncated_normal', "
-                             "'normal' or 'uniform'")
+            raise ValueError(
+                f"`distribution` (={distribution!r}) must be 'truncated_normal', "
+                "'normal' or 'uniform'"
+            )
         return jax.nn.initializers.variance_scaling(scale, _check_mode(mode), distribution)
 
     return make
@@ -181,8 +185,10 @@ def get_initializer(init: str | Initializer, **kwargs: Any) -> Initializer:
     """
     if callable(init):
         if kwargs:
-            raise TypeError(f"options {sorted(kwargs)} can only be given with an initializer "
-                            f"name, not with the callable {init!r}")
+            raise TypeError(
+                f"options {sorted(kwargs)} can only be given with an initializer "
+                f"name, not with the callable {init!r}"
+            )
         return init
     if not isinstance(init, str):
         raise TypeError(f"`init` must be a name or a callable, got {init!r}")
@@ -192,4 +198,6 @@ def get_initializer(init: str | Initializer, **kwargs: Any) -> Initializer:
     try:
         return _FACTORIES[name](**kwargs)
     except TypeError as e:
-        raise TypeError(f"initializer {init!r} does not take options {sorted(kwargs)}: {e}") from None
+        raise TypeError(
+            f"initializer {init!r} does not take options {sorted(kwargs)}: {e}"
+        ) from None

@@ -68,6 +68,5 @@ def check_array_rank(x: Any, name: str, expected: int | None, what: str) -> None
         raise TypeError(f"`{name}` must be an array, got {type(x).__name__}")
     if expected is not None and x.ndim != expected:
         raise ValueError(
-            f"`{name}` must have rank {expected} {what}, got shape {tuple(x.shape)} "
-            f"(rank {x.ndim})"
+            f"`{name}` must have rank {expected} {what}, got shape {tuple(x.shape)} (rank {x.ndim})"
         )

@@ -33,8 +33,7 @@ Array = Any
 IntOrSeq = int | Sequence[int]
 
 #: ``padding_mode`` values and the ``jnp.pad`` mode each one uses.
-PADDING_MODES = {"zeros": "constant", "reflect": "reflect", "replicate": "edge",
-                 "circular": "wrap"}
+PADDING_MODES = {"zeros": "constant", "reflect": "reflect", "replicate": "edge", "circular": "wrap"}
 
 
 def dimension_numbers(n: int) -> lax.ConvDimensionNumbers:
@@ -64,7 +63,8 @@ def _spatial_rank(x: Array, name: str = "x") -> int:
 def _check_padding_mode(padding_mode: str) -> str:
     if not isinstance(padding_mode, str) or padding_mode not in PADDING_MODES:
         raise ValueError(
-            f"`padding_mode` (={padding_mode!r}) must be one of {', '.join(map(repr, PADDING_MODES))}"
+            f"`padding_mode` (={padding_mode!r}) must be one of "
+            f"{', '.join(map(repr, PADDING_MODES))}"
         )
     return padding_mode
 
@@ -176,8 +176,12 @@ def conv(
         or a kernel larger than the padded input.
     """
     n = _spatial_rank(x)
-    check_array_rank(kernel, "kernel", n + 2, f"(*window, C_in / groups, C_out) for {n} "
-                     f"spatial dimensions of `x` {tuple(x.shape)}")
+    check_array_rank(
+        kernel,
+        "kernel",
+        n + 2,
+        f"(*window, C_in / groups, C_out) for {n} spatial dimensions of `x` {tuple(x.shape)}",
+    )
     c_in = x.shape[-1]
     groups = _check_groups(groups, c_in)
     if kernel.shape[-2] * groups != c_in:
@@ -192,8 +196,13 @@ def conv(
     x, kernel = _promote(x, kernel)
     x, g = _prepare(x, kernel.shape[:-2], strides, padding, dilation, padding_mode)
     out = lax.conv_general_dilated(
-        x, kernel, window_strides=g.strides, padding=g.padding, rhs_dilation=g.dilation,
-        dimension_numbers=dimension_numbers(n), feature_group_count=groups,
+        x,
+        kernel,
+        window_strides=g.strides,
+        padding=g.padding,
+        rhs_dilation=g.dilation,
+        dimension_numbers=dimension_numbers(n),
+        feature_group_count=groups,
         precision=precision,
     )
     return _add_bias(out, bias, [(kernel.shape[-1],)])
@@ -269,8 +278,12 @@ def conv_transpose(
         larger than the output.
     """
     n = _spatial_rank(y, "y")
-    check_array_rank(kernel, "kernel", n + 2, f"(*window, C_in / groups, C_out) for {n} "
-                     f"spatial dimensions of `y` {tuple(y.shape)}")
+    check_array_rank(
+        kernel,
+        "kernel",
+        n + 2,
+        f"(*window, C_in / groups, C_out) for {n} spatial dimensions of `y` {tuple(y.shape)}",
+    )
     c_out = kernel.shape[-1]
     if y.shape[-1] != c_out:
         raise ValueError(
@@ -317,8 +330,10 @@ def conv_transpose(
                 )
             out_sizes = tuple(i * ss for i, ss in zip(in_sizes, s))
             pads = resolve_padding(padding, out_sizes, window, s, d)
-            a = [o - (ss * (i - 1) + e - lo - hi)
-                 for o, ss, i, e, (lo, hi) in zip(out_sizes, s, in_sizes, eff, pads)]
+            a = [
+                o - (ss * (i - 1) + e - lo - hi)
+                for o, ss, i, e, (lo, hi) in zip(out_sizes, s, in_sizes, eff, pads)
+            ]
         else:
             pads = resolve_padding(padding, in_sizes, window, s, d)  # independent of size
     lax_pads = []
@@ -334,9 +349,15 @@ def conv_transpose(
         lax_pads.append((eff[dim] - 1 - lo, eff[dim] - 1 - hi + a[dim]))
     y, kernel = _promote(y, kernel)
     out = lax.conv_general_dilated(
-        y, transpose_kernel(kernel, groups), window_strides=(1,) * n, padding=lax_pads,
-        lhs_dilation=s, rhs_dilation=d, dimension_numbers=dimension_numbers(n),
-        feature_group_count=groups, precision=precision,
+        y,
+        transpose_kernel(kernel, groups),
+        window_strides=(1,) * n,
+        padding=lax_pads,
+        lhs_dilation=s,
+        rhs_dilation=d,
+        dimension_numbers=dimension_numbers(n),
+        feature_group_count=groups,
+        precision=precision,
     )
     return _add_bias(out, bias, [(kernel.shape[-2] * groups,)])
 
@@ -382,8 +403,17 @@ def depthwise_conv(
             f"depthwise `kernel` must have shape (*window, 1, C * multiplier) with C = {c} "
             f"(the channels of `x`), got {tuple(kernel.shape)}"
         )
-    return conv(x, kernel, bias, strides=strides, padding=padding, dilation=dilation,
-                groups=c, padding_mode=padding_mode, precision=precision)
+    return conv(
+        x,
+        kernel,
+        bias,
+        strides=strides,
+        padding=padding,
+        dilation=dilation,
+        groups=c,
+        padding_mode=padding_mode,
+        precision=precision,
+    )
 
 
 def separable_conv(
@@ -420,8 +450,15 @@ def separable_conv(
     Raises:
       ValueError: for kernels of the wrong shape, and as ``depthwise_conv``.
     """
-    h = depthwise_conv(x, depthwise_kernel, strides=strides, padding=padding,
-                       dilation=dilation, padding_mode=padding_mode, precision=precision)
+    h = depthwise_conv(
+        x,
+        depthwise_kernel,
+        strides=strides,
+        padding=padding,
+        dilation=dilation,
+        padding_mode=padding_mode,
+        precision=precision,
+    )
     n = h.ndim - 2
     check_array_rank(pointwise_kernel, "pointwise_kernel", None, "")
     pk = pointwise_kernel
@@ -442,8 +479,12 @@ def _patches(x: Array, g: _Geometry, window: Sequence[int], precision: Any) -> A
     if spec is None:
         raise ValueError(f"patch-based ops support 1 to 3 spatial dimensions, got {n}")
     return lax.conv_general_dilated_patches(
-        x, filter_shape=tuple(window), window_strides=g.strides, padding=g.padding,
-        rhs_dilation=g.dilation, dimension_numbers=(spec, "DHW"[-n:] + "IO", spec),
+        x,
+        filter_shape=tuple(window),
+        window_strides=g.strides,
+        padding=g.padding,
+        rhs_dilation=g.dilation,
+        dimension_numbers=(spec, "DHW"[-n:] + "IO", spec),
         precision=precision if precision is not None else lax.Precision.HIGHEST,
     )
 
@@ -451,7 +492,7 @@ def _patches(x: Array, g: _Geometry, window: Sequence[int], precision: Any) -> A
 def _flatten_kernel(kernel: Array, n_lead: int, n: int) -> Array:
     """``(*lead, *window, C_in, C_out)`` -> ``(*lead, C_in * prod(window), C_out)``."""
     lead = kernel.shape[:n_lead]
-    window = kernel.shape[n_lead:n_lead + n]
+    window = kernel.shape[n_lead : n_lead + n]
     c_in, c_out = kernel.shape[-2:]
     k = jnp.moveaxis(kernel, n_lead + n, n_lead)  # (*lead, C_in, *window, C_out)
     return k.reshape(*lead, c_in * int(np.prod(window)), c_out)
@@ -491,12 +532,18 @@ def locally_connected(
       ValueError: if the kernel's rank, output grid or input channels do not match.
     """
     n = _spatial_rank(x)
-    check_array_rank(kernel, "kernel", 2 * n + 2,
-                     f"(*out_spatial, *window, C_in, C_out) for {n} spatial dimensions")
-    window = tuple(kernel.shape[n:2 * n])
+    check_array_rank(
+        kernel,
+        "kernel",
+        2 * n + 2,
+        f"(*out_spatial, *window, C_in, C_out) for {n} spatial dimensions",
+    )
+    window = tuple(kernel.shape[n : 2 * n])
     if kernel.shape[-2] != x.shape[-1]:
-        raise ValueError(f"`kernel` {tuple(kernel.shape)} expects {kernel.shape[-2]} input "
-                         f"channels, but `x` has {x.shape[-1]}")
+        raise ValueError(
+            f"`kernel` {tuple(kernel.shape)} expects {kernel.shape[-2]} input "
+            f"channels, but `x` has {x.shape[-1]}"
+        )
     x, kernel = _promote(x, kernel)
     x, g = _prepare(x, window, strides, padding, dilation, padding_mode)
     patches = _patches(x, g, window, precision)
@@ -545,13 +592,16 @@ def tiled_conv(
       ValueError: if the kernels' rank or channels do not match ``x``.
     """
     n = _spatial_rank(x)
-    check_array_rank(kernels, "kernels", 2 * n + 2,
-                     f"(*tile, *window, C_in, C_out) for {n} spatial dimensions")
+    check_array_rank(
+        kernels, "kernels", 2 * n + 2, f"(*tile, *window, C_in, C_out) for {n} spatial dimensions"
+    )
     tile = tuple(kernels.shape[:n])
-    window = tuple(kernels.shape[n:2 * n])
+    window = tuple(kernels.shape[n : 2 * n])
     if kernels.shape[-2] != x.shape[-1]:
-        raise ValueError(f"`kernels` {tuple(kernels.shape)} expect {kernels.shape[-2]} input "
-                         f"channels, but `x` has {x.shape[-1]}")
+        raise ValueError(
+            f"`kernels` {tuple(kernels.shape)} expect {kernels.shape[-2]} input "
+            f"channels, but `x` has {x.shape[-1]}"
+        )
     x, kernels = _promote(x, kernels)
     x, g = _prepare(x, window, strides, padding, dilation, padding_mode)
     patches = _patches(x, g, window, precision)
@@ -559,15 +609,16 @@ def tiled_conv(
     # Pad the output grid up to a multiple of the tile and split each axis into
     # (blocks, tile): position b * t + r uses kernel r.
     blocks = [-(-o // t) for o, t in zip(out_sp, tile)]
-    patches = jnp.pad(patches, ((0, 0), *[(0, b * t - o) for b, t, o in
-                                          zip(blocks, tile, out_sp)], (0, 0)))
+    patches = jnp.pad(
+        patches, ((0, 0), *[(0, b * t - o) for b, t, o in zip(blocks, tile, out_sp)], (0, 0))
+    )
     split = [batch]
     for b, t in zip(blocks, tile):
         split += [b, t]
     patches = patches.reshape(*split, feat)
     letters = "abcdeghijklm"  # no "f", "y", "z": those label features and batch
     blk = letters[:n]
-    til = letters[n:2 * n]
+    til = letters[n : 2 * n]
     spec_p = "z" + "".join(b + t for b, t in zip(blk, til)) + "f"
     spec_k = til + "fy"
     spec_o = "z" + "".join(b + t for b, t in zip(blk, til)) + "y"

@@ -22,11 +22,10 @@ Vocabulary (case-insensitive strings):
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Union
 
 from cnn_jax.ops._validate import as_tuple, is_int
 
-PaddingLike = Union[str, int, Sequence[int], Sequence[tuple[int, int]]]
+PaddingLike = str | int | Sequence[int] | Sequence[tuple[int, int]]
 Pairs = tuple[tuple[int, int], ...]
 
 PADDING_STRINGS = ("SAME", "VALID", "FULL", "CAUSAL")
@@ -94,7 +93,9 @@ def explicit_padding(padding: PaddingLike, n: int, name: str = "padding") -> Pai
     pairs = []
     for p in entries:
         if not (
-            isinstance(p, Sequence) and not isinstance(p, str) and len(p) == 2
+            isinstance(p, Sequence)
+            and not isinstance(p, str)
+            and len(p) == 2
             and all(is_int(v) for v in p)
         ):
             raise TypeError(

@@ -85,8 +85,13 @@ def padding_amounts(
       TypeError, ValueError: for arguments of the wrong kind, length or sign.
     """
     n = _num_dims(in_size, kernel, stride, dilation) or 1
-    if n == 1 and isinstance(mode, Sequence) and not isinstance(mode, str) and mode \
-            and not all(is_int(m) for m in mode):
+    if (
+        n == 1
+        and isinstance(mode, Sequence)
+        and not isinstance(mode, str)
+        and mode
+        and not all(is_int(m) for m in mode)
+    ):
         n = len(mode)  # e.g. ((1, 2),) or [(1, 2), (0, 0)] with scalar sizes
     i, k, s, d = _broadcast(n, in_size=in_size, kernel=kernel, stride=stride, dilation=dilation)
     return resolve_padding(mode, i, k, s, d)
@@ -165,7 +170,11 @@ def conv_transpose_output_size(
     n_or_none = _num_dims(in_size, kernel, stride, dilation, output_padding)
     n = n_or_none or 1
     i, k, s, a, d = _broadcast(
-        n, in_size=in_size, kernel=kernel, stride=stride, output_padding=output_padding,
+        n,
+        in_size=in_size,
+        kernel=kernel,
+        stride=stride,
+        output_padding=output_padding,
         dilation=dilation,
     )
     check_output_padding(a, s, d)
@@ -313,12 +322,14 @@ def receptive_field(
     dims = []
     for idx, layer in enumerate(layers):
         if not isinstance(layer, Mapping):
-            raise TypeError(f"`layers[{idx}]` must be a mapping such as dict(kernel=3), "
-                            f"got {layer!r}")
+            raise TypeError(
+                f"`layers[{idx}]` must be a mapping such as dict(kernel=3), got {layer!r}"
+            )
         unknown = set(layer) - allowed
         if unknown:
-            raise ValueError(f"`layers[{idx}]` has unknown keys {sorted(unknown)}; "
-                             f"allowed: {sorted(allowed)}")
+            raise ValueError(
+                f"`layers[{idx}]` has unknown keys {sorted(unknown)}; allowed: {sorted(allowed)}"
+            )
         if "kernel" not in layer and "window" not in layer:
             raise ValueError(f"`layers[{idx}]` (={dict(layer)!r}) needs a `kernel` or `window`")
         for key in ("kernel", "window", "stride", "strides", "dilation"):
@@ -332,7 +343,9 @@ def receptive_field(
         dims.append(_num_dims(in_size))
     n = dims[0] if dims else 1
     if any(m != n for m in dims):
-        raise ValueError(f"`layers` mix different numbers of spatial dimensions: {sorted(set(dims))}")
+        raise ValueError(
+            f"`layers` mix different numbers of spatial dimensions: {sorted(set(dims))}"
+        )
 
     size = [1] * n
     jump = [1] * n
@@ -344,8 +357,10 @@ def receptive_field(
         d = as_tuple(layer.get("dilation", 1), n, f"layers[{idx}].dilation")
         pad = layer.get("padding", 0)
         if isinstance(pad, str) and normalize_padding_string(pad) == "SAME" and cur is None:
-            raise ValueError(f"`layers[{idx}]` uses 'SAME' padding, which depends on the input "
-                             "size: pass `in_size`")
+            raise ValueError(
+                f"`layers[{idx}]` uses 'SAME' padding, which depends on the input "
+                "size: pass `in_size`"
+            )
         pairs = resolve_padding(pad, cur or [1] * n, k, s, d, name=f"layers[{idx}].padding")
         for t in range(n):
             e = effective_kernel_size(k[t], d[t])
@@ -354,5 +369,6 @@ def receptive_field(
             jump[t] *= s[t]
         if cur is not None:
             cur = list(conv_output_size(tuple(cur), k, s, pairs, d))  # type: ignore[arg-type]
-    return ReceptiveField(tuple(size), tuple(jump), tuple(start),
-                          tuple(cur) if cur is not None else None)
+    return ReceptiveField(
+        tuple(size), tuple(jump), tuple(start), tuple(cur) if cur is not None else None
+    )

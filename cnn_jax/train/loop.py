@@ -1,0 +1,360 @@
+r"""``train_and_evaluate(config, workdir)``: the whole training run, callable from Colab.
+
+Data parallel over every device: by default ``jit`` over a one-axis device mesh with
+the batch sharded by ``NamedSharding`` (XLA inserts the cross-device reductions, so
+BatchNorm statistics are global without an axis name); with ``config.parallel =
+'pmap'``, ``pmap`` with explicit ``pmean``\\s. Multi-host runs call
+``jax.distributed.initialize`` first (``experiments/main.py`` does); each process then
+feeds its own slice of every global batch.
+
+Resumption: the state is checkpointed every ``config.checkpoint_every_steps`` steps and
+at the end; a run restarted in the same ``workdir`` restores the newest checkpoint
+and continues with the same batches (the input pipeline starts at the restored step)
+and the same dropout keys (``fold_in(key, step)``), so an interrupted run ends with
+the same parameters as an uninterrupted one. SIGTERM (preemption) saves a checkpoint
+and returns. A non-finite loss or gradient stops training with a ``FloatingPointError``
+naming the step; no checkpoint is written after it, so the last one is good.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+import signal
+import threading
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+from ml_collections import ConfigDict
+
+from cnn_jax import data as data_lib
+from cnn_jax import models
+from cnn_jax.train import steps
+from cnn_jax.train.checkpoint import Checkpointer
+from cnn_jax.train.metrics import MetricWriter, Progress
+from cnn_jax.train.optim import make_optimizer
+from cnn_jax.train.state import TrainState, count_params, create_train_state
+
+__all__ = ["TrainingDivergedError", "train_and_evaluate", "validate_config"]
+
+
+class TrainingDivergedError(FloatingPointError):
+    """Raised when the loss or the gradient becomes NaN or infinite."""
+
+
+REQUIRED = ("model", "dataset", "batch_size", "optim", "seed")
+
+
+def validate_config(config: ConfigDict) -> None:
+    """Checks a training config before anything is built.
+
+    Args:
+      config: the experiment config.
+
+    Raises:
+      ValueError: naming the offending key and value.
+    """
+    missing = [k for k in REQUIRED if k not in config]
+    if missing:
+        raise ValueError(f"config is missing the keys {missing}")
+    if config.get("parallel", "jit") not in ("jit", "pmap"):
+        raise ValueError(f"`config.parallel` (={config.parallel!r}) must be 'jit' or 'pmap'")
+    for key in (
+        "batch_size",
+        "eval_batch_size",
+        "checkpoint_every_steps",
+        "log_every_steps",
+        "keep_checkpoints",
+    ):
+        if key in config and config[key] is not None and int(config[key]) < 1:
+            raise ValueError(f"`config.{key}` (={config[key]}) must be a positive int")
+    n = jax.device_count()
+    for key in ("batch_size", "eval_batch_size"):
+        if key in config and config[key] is not None and int(config[key]) % n:
+            raise ValueError(
+                f"`config.{key}` (={config[key]}) must be divisible by the number of "
+                f"devices (={n}); use a multiple of {n}"
+            )
+    if config.get("num_train_steps") is None and config.get("num_epochs") is None:
+        raise ValueError("set `config.num_epochs` or `config.num_train_steps`")
+
+
+class _Preemption:
+    """Turns SIGTERM into a flag checked between steps (main thread only)."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self) -> _Preemption:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        del signum, frame
+        self.requested = True
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+
+
+class _Parallel:
+    """Places the state and batches on devices and compiles the steps, jit or pmap."""
+
+    def __init__(self, mode: str):
+        self.mode = mode
+        self.local = jax.local_device_count()
+        if mode == "jit":
+            self.mesh = Mesh(np.array(jax.devices()), ("data",))
+            self.replicated = NamedSharding(self.mesh, P())
+            self.batch_sharding = NamedSharding(self.mesh, P("data"))
+
+    def state(self, state: TrainState) -> TrainState:
+        if self.mode == "jit":
+            return jax.device_put(state, self.replicated)
+        return jax.device_put_replicated(state, jax.local_devices())
+
+    def unreplicate(self, tree: Any) -> Any:
+        if self.mode == "jit":
+            return tree
+        return jax.tree.map(lambda x: x[0], tree)
+
+    def batch(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
+        if self.mode == "jit":
+            return {
+                k: jax.make_array_from_process_local_data(self.batch_sharding, v)
+                for k, v in batch.items()
+            }
+        return {k: v.reshape(self.local, -1, *v.shape[1:]) for k, v in batch.items()}
+
+    def compile_train(self, fn: Any) -> Any:
+        if self.mode == "jit":
+            return jax.jit(fn, donate_argnums=0)
+        return jax.pmap(
+            functools.partial(fn, axis_name="batch"), axis_name="batch", donate_argnums=0
+        )
+
+    def compile_eval(self, fn: Any) -> Any:
+        if self.mode == "jit":
+            return jax.jit(fn)
+        return jax.pmap(functools.partial(fn, axis_name="batch"), axis_name="batch")
+
+    def host(self, tree: Any) -> Any:
+        tree = jax.device_get(tree)
+        if self.mode == "pmap":
+            tree = jax.tree.map(lambda x: x[0], tree)
+        return tree
+
+
+def _model(config: ConfigDict, num_classes: int) -> Any:
+    kwargs = dict(config.get("model_kwargs", {}) or {})
+    kwargs.setdefault("num_classes", num_classes)
+    if config.get("half_precision", False):
+        kwargs["dtype"] = jnp.bfloat16
+    cls = models.MODELS.get(config.model)
+    if (
+        config.get("parallel", "jit") == "pmap"
+        and cls is not None
+        and "norm" in cls.__dataclass_fields__
+    ):
+        from cnn_jax.layers import BatchNorm
+
+        kwargs["norm"] = functools.partial(BatchNorm, axis_name="batch")
+    return models.get_model(config.model, **kwargs)
+
+
+def _evaluate(
+    p_eval: Any, state: TrainState, config: ConfigDict, par: _Parallel, process: tuple[int, int]
+) -> dict[str, float]:
+    totals: dict[str, float] = {}
+    for batch in data_lib.input_pipeline(
+        config, "test", process_index=process[0], process_count=process[1]
+    ):
+        out = par.host(p_eval(state, par.batch(batch)))
+        for k, v in out.items():
+            totals[k] = totals.get(k, 0.0) + float(v)
+    count = max(totals.get("count", 0.0), 1.0)
+    return {
+        "loss": totals["loss"] / count,
+        "accuracy": totals["top1"] / count,
+        "top5_accuracy": totals["top5"] / count,
+        "count": totals["count"],
+    }
+
+
+def _check_finite(pending: list[tuple[int, dict[str, Any]]], last_ckpt: int | None) -> None:
+    for step, m in pending:
+        bad = [k for k in ("loss", "grad_norm") if not math.isfinite(float(m[k]))]
+        if bad:
+            where = (
+                f"the last good checkpoint is step {last_ckpt}"
+                if last_ckpt is not None
+                else "no checkpoint was written"
+            )
+            raise TrainingDivergedError(
+                f"non-finite {' and '.join(bad)} at step {step} "
+                f"(loss={float(m['loss'])}, grad_norm={float(m['grad_norm'])}); training "
+                f"stopped, {where}. Lower the learning rate or enable gradient clipping "
+                "(config.optim.grad_clip_norm)."
+            )
+
+
+def train_and_evaluate(config: ConfigDict, workdir: str) -> dict[str, Any]:
+    """Trains and evaluates a model as the config says, checkpointing into ``workdir``.
+
+    Args:
+      config: the experiment config (see ``experiments/configs``).
+      workdir: the run's directory (checkpoints, metrics, TensorBoard events); a run
+        restarted with the same directory resumes.
+
+    Returns:
+      A summary: final test metrics, steps, parameter count, times.
+
+    Raises:
+      ValueError: for an invalid config or a missing data set.
+      TrainingDivergedError: if the loss or the gradient becomes non-finite.
+    """
+    validate_config(config)
+    workdir = os.path.abspath(workdir)
+    os.makedirs(workdir, exist_ok=True)
+    process = (jax.process_index(), jax.process_count())
+    lead = process[0] == 0
+    info = data_lib.dataset_info(config)
+    global_batch = int(config.batch_size)
+    steps_per_epoch = info.num_examples["train"] // global_batch
+    if steps_per_epoch < 1:
+        raise ValueError(
+            f"`config.batch_size` (={global_batch}) is larger than the training "
+            f"set ({info.num_examples['train']} examples)"
+        )
+    num_steps = int(config.get("num_train_steps") or config.num_epochs * steps_per_epoch)
+    eval_every = int(config.get("eval_every_steps") or steps_per_epoch)
+    log_every = int(config.get("log_every_steps") or 100)
+    ckpt_every = int(config.get("checkpoint_every_steps") or steps_per_epoch)
+
+    model = _model(config, info.num_classes)
+    tx, schedule = make_optimizer(config.optim, steps_per_epoch, num_steps)
+    init_key, dropout_key = jax.random.split(jax.random.key(int(config.seed)))
+    state = create_train_state(model, tx, init_key, (1, *info.image_shape))
+    n_params = count_params(state.params)
+
+    ckpt = Checkpointer(
+        os.path.join(workdir, "checkpoints"), keep=int(config.get("keep_checkpoints", 3))
+    )
+    start = 0
+    if ckpt.latest_step() is not None:
+        state = state.restore(ckpt.restore(state.checkpoint_tree()))
+        start = int(state.step)
+    writer = MetricWriter(workdir, enabled=lead, resume_step=start if start else None)
+    par = _Parallel(config.get("parallel", "jit"))
+    state = par.state(state)
+
+    train_fn = functools.partial(
+        steps.train_step,
+        base_key=dropout_key,
+        schedule=schedule,
+        label_smoothing=float(config.get("label_smoothing", 0.0)),
+        uses_plateau=bool(config.optim.get("reduce_on_plateau", False)),
+    )
+    p_train = par.compile_train(train_fn)
+    p_eval = par.compile_eval(steps.eval_step)
+    if lead:
+        print(
+            f"{config.model}: {n_params:,} parameters; {num_steps} steps "
+            f"({steps_per_epoch}/epoch), global batch {global_batch} on "
+            f"{jax.device_count()} {jax.devices()[0].platform} device(s) with {par.mode}"
+            + (f"; resuming from step {start}" if start else ""),
+            flush=True,
+        )
+
+    train_iter = data_lib.input_pipeline(
+        config, "train", process_index=process[0], process_count=process[1], start_step=start
+    )
+    progress = Progress(num_steps, start, enabled=lead and config.get("progress_bar", True))
+    pending: list[tuple[int, dict[str, Any]]] = []
+    last_ckpt = ckpt.latest_step()
+    compile_s = None
+    t_window, n_window = time.perf_counter(), 0
+    train_time = 0.0
+    test_metrics: dict[str, float] = {}
+    step = start
+    preempted = False
+    try:
+        with _Preemption() as preemption:
+            while step < num_steps:
+                batch = par.batch(next(train_iter))
+                if compile_s is None:
+                    t0 = time.perf_counter()
+                    p_train = p_train.lower(state, batch).compile()
+                    compile_s = time.perf_counter() - t0
+                    t_window = time.perf_counter()
+                state, metrics = p_train(state, batch)
+                step += 1
+                n_window += 1
+                pending.append((step, metrics))
+                if step % log_every == 0 or step == num_steps:
+                    host = [(s, par.host(m)) for s, m in pending]
+                    _check_finite(host, last_ckpt)
+                    pending.clear()
+                    elapsed = time.perf_counter() - t_window
+                    train_time += elapsed
+                    means = {k: float(np.mean([m[k] for _, m in host])) for k in host[0][1]}
+                    means["examples_per_second"] = n_window * global_batch / max(elapsed, 1e-9)
+                    writer.write(step, "train", means)
+                    progress.update(step, {"loss": means["loss"], "lr": means["learning_rate"]})
+                    t_window, n_window = time.perf_counter(), 0
+                if step % eval_every == 0 or step == num_steps:
+                    test_metrics = _evaluate(p_eval, state, config, par, process)
+                    writer.write(step, "test", test_metrics)
+                    if lead:
+                        print(
+                            f"\nstep {step}: test loss {test_metrics['loss']:.4f}, top-1 "
+                            f"{100 * test_metrics['accuracy']:.2f}%, top-5 "
+                            f"{100 * test_metrics['top5_accuracy']:.2f}%",
+                            flush=True,
+                        )
+                    t_window = time.perf_counter()
+                if preemption.requested or step % ckpt_every == 0 or step == num_steps:
+                    _check_finite([(s, par.host(m)) for s, m in pending], last_ckpt)
+                    ckpt.save(step, par.unreplicate(state).checkpoint_tree())
+                    last_ckpt = step
+                if preemption.requested:
+                    preempted = True
+                    if lead:
+                        print(
+                            f"SIGTERM: saved checkpoint {step}, exiting; rerun to resume.",
+                            flush=True,
+                        )
+                    break
+    finally:
+        ckpt.close()
+        writer.close()
+    summary = {
+        "model": config.model,
+        "parameters": n_params,
+        "steps": step,
+        "num_steps": num_steps,
+        "preempted": preempted,
+        "compile_seconds": compile_s,
+        "train_seconds": train_time,
+        "workdir": workdir,
+        **{f"test_{k}": v for k, v in test_metrics.items()},
+    }
+    if lead and not preempted:
+        print(
+            "summary: "
+            + ", ".join(
+                f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in summary.items()
+            ),
+            flush=True,
+        )
+    summary["state"] = par.unreplicate(state)
+    return summary

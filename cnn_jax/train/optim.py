@@ -1,0 +1,154 @@
+"""Optimizers and learning-rate schedules by name, from an ``ml_collections`` config.
+
+Config keys (all under ``config.optim``):
+
+* ``name``: ``'sgd'`` (``momentum``, ``nesterov``), ``'adam'``, ``'adamw'``,
+  ``'rmsprop'`` (``decay``, ``momentum``, ``eps``);
+* ``learning_rate`` (peak) and ``schedule``: ``'constant'``, ``'cosine'`` (to
+  ``end_lr_factor`` of the peak), ``'step'`` (multiply by ``decay_factor`` at each of
+  ``milestones``, given in epochs: "divide by 10 at epochs 30, 60, 90"),
+  ``'exponential'`` (``decay_factor`` per epoch); all with ``warmup_epochs`` of linear
+  warm-up;
+* ``reduce_on_plateau``: "divide by 10 on plateau" (``optax.contrib.reduce_on_plateau``
+  on the training loss, ``plateau_factor``, ``plateau_patience`` steps,
+  ``plateau_cooldown``), stacked on any schedule;
+* ``weight_decay``: L2 decay added to the gradient for SGD/RMSProp/Adam (applied to
+  kernels only: arrays with more than one dimension) and the decoupled decay of
+  AdamW (likewise masked);
+* ``grad_clip_norm``: clip the global gradient norm first (``None`` for none).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import optax
+from ml_collections import ConfigDict
+
+__all__ = ["OPTIMIZERS", "SCHEDULES", "make_optimizer", "make_schedule"]
+
+OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
+SCHEDULES = ("constant", "cosine", "step", "exponential")
+
+
+def make_schedule(optim: ConfigDict, steps_per_epoch: int, num_steps: int) -> optax.Schedule:
+    """Builds the learning-rate schedule.
+
+    Args:
+      optim: the ``config.optim`` block.
+      steps_per_epoch: optimizer steps in one epoch (epochs in the config are converted).
+      num_steps: total training steps.
+
+    Returns:
+      A function from the step count to the learning rate.
+
+    Raises:
+      ValueError: for an unknown schedule or invalid values.
+    """
+    name = optim.get("schedule", "constant")
+    lr = float(optim.learning_rate)
+    if not lr > 0:
+        raise ValueError(f"`optim.learning_rate` (={lr}) must be positive")
+    warmup = round(float(optim.get("warmup_epochs", 0.0)) * steps_per_epoch)
+    if warmup < 0 or (warmup > 0 and warmup >= num_steps):
+        raise ValueError(
+            f"`optim.warmup_epochs` gives {warmup} warm-up steps, which must be "
+            f"fewer than the {num_steps} training steps"
+        )
+    rest = max(num_steps - warmup, 1)
+    if name == "constant":
+        main = optax.constant_schedule(lr)
+    elif name == "cosine":
+        main = optax.cosine_decay_schedule(lr, rest, alpha=float(optim.get("end_lr_factor", 0.0)))
+    elif name == "step":
+        factor = float(optim.get("decay_factor", 0.1))
+        milestones = list(optim.get("milestones", ()))
+        if sorted(milestones) != milestones or any(m <= 0 for m in milestones):
+            raise ValueError(
+                f"`optim.milestones` (={milestones}) must be increasing positive epochs"
+            )
+        boundaries = {int(m * steps_per_epoch) - warmup: factor for m in milestones}
+        main = optax.piecewise_constant_schedule(lr, boundaries)
+    elif name == "exponential":
+        main = optax.exponential_decay(lr, steps_per_epoch, float(optim.get("decay_factor", 0.97)))
+    else:
+        raise ValueError(f"`optim.schedule` (={name!r}) must be one of {SCHEDULES}")
+    if warmup:
+        return optax.join_schedules([optax.linear_schedule(0.0, lr, warmup), main], [warmup])
+    return main
+
+
+def _kernels_only(params: Any) -> Any:
+    return jax.tree.map(lambda p: p.ndim > 1, params)
+
+
+def make_optimizer(
+    optim: ConfigDict, steps_per_epoch: int, num_steps: int
+) -> tuple[optax.GradientTransformation, optax.Schedule]:
+    """Builds the optimizer chain and its schedule from ``config.optim``.
+
+    Args:
+      optim: the ``config.optim`` block (see the module docstring).
+      steps_per_epoch: optimizer steps per epoch.
+      num_steps: total training steps.
+
+    Returns:
+      ``(optimizer, schedule)``. With ``reduce_on_plateau`` the optimizer's ``update``
+      needs ``value=loss`` (``optax.contrib.reduce_on_plateau`` semantics).
+
+    Raises:
+      ValueError: for an unknown optimizer or invalid hyper-parameters.
+    """
+    name = optim.get("name", "sgd")
+    schedule = make_schedule(optim, steps_per_epoch, num_steps)
+    wd = float(optim.get("weight_decay", 0.0))
+    if wd < 0:
+        raise ValueError(f"`optim.weight_decay` (={wd}) must be non-negative")
+    chain = []
+    clip = optim.get("grad_clip_norm", None)
+    if clip is not None:
+        if not float(clip) > 0:
+            raise ValueError(f"`optim.grad_clip_norm` (={clip}) must be positive or None")
+        chain.append(optax.clip_by_global_norm(float(clip)))
+    if name == "sgd":
+        momentum = float(optim.get("momentum", 0.9))
+        if wd:
+            chain.append(optax.add_decayed_weights(wd, mask=_kernels_only))
+        chain.append(
+            optax.sgd(
+                schedule, momentum=momentum or None, nesterov=bool(optim.get("nesterov", False))
+            )
+        )
+    elif name in ("adam", "adamw"):
+        b1, b2 = float(optim.get("b1", 0.9)), float(optim.get("b2", 0.999))
+        eps = float(optim.get("eps", 1e-8))
+        if name == "adamw":
+            chain.append(optax.adamw(schedule, b1, b2, eps, weight_decay=wd, mask=_kernels_only))
+        else:
+            if wd:
+                chain.append(optax.add_decayed_weights(wd, mask=_kernels_only))
+            chain.append(optax.adam(schedule, b1, b2, eps))
+    elif name == "rmsprop":
+        if wd:
+            chain.append(optax.add_decayed_weights(wd, mask=_kernels_only))
+        chain.append(
+            optax.rmsprop(
+                schedule,
+                decay=float(optim.get("decay", 0.9)),
+                eps=float(optim.get("eps", 1e-8)),
+                momentum=float(optim.get("momentum", 0.0)) or None,
+            )
+        )
+    else:
+        raise ValueError(f"`optim.name` (={name!r}) must be one of {OPTIMIZERS}")
+    if optim.get("reduce_on_plateau", False):
+        chain.append(
+            optax.contrib.reduce_on_plateau(
+                factor=float(optim.get("plateau_factor", 0.1)),
+                patience=int(optim.get("plateau_patience", 10)),
+                cooldown=int(optim.get("plateau_cooldown", 0)),
+                accumulation_size=int(optim.get("plateau_accumulation", 1)),
+            )
+        )
+    return optax.chain(*chain), schedule

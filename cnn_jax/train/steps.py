@@ -1,0 +1,135 @@
+"""Train and eval steps: pure functions of (state, batch), compiled once by the loop."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from jax import lax
+
+from cnn_jax.train.state import TrainState
+
+__all__ = ["cross_entropy", "eval_step", "train_step"]
+
+Array = Any
+
+
+def cross_entropy(logits: Array, labels: Array, label_smoothing: float = 0.0) -> Array:
+    """Per-example softmax cross-entropy with optional label smoothing (Szegedy et al. 2016).
+
+    Args:
+      logits: ``(N, K)``.
+      labels: ``(N,)`` integer classes.
+      label_smoothing: mass spread uniformly over the ``K`` classes.
+
+    Returns:
+      ``(N,)`` losses, in float32.
+    """
+    logits = logits.astype(jnp.float32)
+    k = logits.shape[-1]
+    targets = jax.nn.one_hot(labels, k)
+    if label_smoothing:
+        targets = optax.smooth_labels(targets, label_smoothing)
+    return optax.softmax_cross_entropy(logits, targets)
+
+
+def _topk_correct(logits: Array, labels: Array, k: int) -> Array:
+    k = min(k, logits.shape[-1])
+    top = lax.top_k(logits, k)[1]
+    return jnp.any(top == labels[:, None], axis=-1)
+
+
+def train_step(
+    state: TrainState,
+    batch: dict[str, Array],
+    *,
+    base_key: Array,
+    schedule: optax.Schedule,
+    label_smoothing: float = 0.0,
+    axis_name: str | None = None,
+    uses_plateau: bool = False,
+) -> tuple[TrainState, dict[str, Array]]:
+    """One optimizer step on a batch.
+
+    Under ``jit`` with a sharded batch the mean over the batch is already global; under
+    ``pmap`` (``axis_name`` set) gradients and metrics are averaged over devices.
+
+    Args:
+      state: the training state.
+      batch: ``image`` ``(B, H, W, C)`` and ``label`` ``(B,)``.
+      base_key: the run's dropout key; step ``t`` uses ``fold_in(base_key, t)`` so that a
+        resumed run draws the same masks.
+      schedule: the learning-rate schedule (for logging).
+      label_smoothing: see ``cross_entropy``.
+      axis_name: the ``pmap`` axis, or None.
+      uses_plateau: pass the loss to the optimizer (``reduce_on_plateau``).
+
+    Returns:
+      ``(new_state, metrics)`` with metrics ``loss``, ``accuracy``, ``grad_norm``,
+      ``learning_rate``.
+    """
+    rng = jax.random.fold_in(base_key, state.step)
+    if axis_name is not None:
+        rng = jax.random.fold_in(rng, lax.axis_index(axis_name))
+
+    def loss_fn(params: Any) -> tuple[Array, tuple[Array, Any]]:
+        mutable = ["batch_stats"] if state.batch_stats else []
+        out = state.apply_fn(
+            state.variables(params),
+            batch["image"],
+            train=True,
+            rngs={"dropout": rng},
+            mutable=mutable,
+        )
+        (logits, _), updates = out
+        loss = jnp.mean(cross_entropy(logits, batch["label"], label_smoothing))
+        return loss, (logits, updates)
+
+    (loss, (logits, updates)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    accuracy = jnp.mean(jnp.argmax(logits, -1) == batch["label"])
+    if axis_name is not None:
+        grads = lax.pmean(grads, axis_name)
+        loss, accuracy = lax.pmean((loss, accuracy), axis_name)
+    extra = {"value": loss} if uses_plateau else {}
+    updates_, opt_state = state.tx.update(grads, state.opt_state, state.params, **extra)
+    new_state = state.replace(
+        step=state.step + 1, opt_state=opt_state, params=optax.apply_updates(state.params, updates_)
+    )
+    if state.batch_stats:
+        new_state = new_state.replace(batch_stats=updates["batch_stats"])
+    metrics = {
+        "loss": loss,
+        "accuracy": accuracy,
+        "grad_norm": optax.global_norm(grads),
+        "learning_rate": jnp.asarray(schedule(state.step), jnp.float32),
+    }
+    return new_state, metrics
+
+
+def eval_step(
+    state: TrainState, batch: dict[str, Array], *, axis_name: str | None = None
+) -> dict[str, Array]:
+    """Sums of loss and top-1/top-5 hits over the real (``mask``ed) examples of a batch.
+
+    Args:
+      state: the training state.
+      batch: ``image``, ``label`` and optionally ``mask`` (1 for real examples, 0 for
+        the padding that completes the last batch).
+      axis_name: the ``pmap`` axis, or None.
+
+    Returns:
+      Sums ``loss``, ``top1``, ``top5`` and the ``count`` of real examples.
+    """
+    logits, _ = state.apply_fn(state.variables(), batch["image"], train=False)
+    mask = batch.get("mask", jnp.ones(batch["label"].shape, jnp.float32)).astype(jnp.float32)
+    out = {
+        "loss": jnp.sum(cross_entropy(logits, batch["label"]) * mask),
+        "top1": jnp.sum(_topk_correct(logits, batch["label"], 1) * mask),
+        "top5": jnp.sum(_topk_correct(logits, batch["label"], 5) * mask),
+        "count": jnp.sum(mask),
+    }
+    if axis_name is not None:
+        out = lax.psum(out, axis_name)
+    return out

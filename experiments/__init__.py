@@ -1,0 +1,1 @@
+"""Experiments: ``main.py`` launches a config from ``configs/``."""

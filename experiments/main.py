@@ -1,0 +1,52 @@
+"""Launches a training run: ``python -m experiments.main --config=CONFIG --workdir=DIR``.
+
+Examples:
+  python -m experiments.main --config=experiments/configs/lenet5_mnist.py --workdir=runs/lenet5
+  python -m experiments.main --config=experiments/configs/lenet5_mnist.py:modern \
+      --config.optim.learning_rate=0.05 --workdir=runs/lenet5_modern
+
+The config is locked: overriding a key that does not exist is an error. Multi-host:
+pass ``--coordinator_address=host:port --num_processes=N --process_id=I`` (or nothing on
+a TPU pod, where ``jax.distributed.initialize()`` finds them).
+"""
+
+from absl import app, flags
+from ml_collections import config_flags
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file(
+    "config", None, "Experiment config file (optionally :variant).", lock_config=True
+)
+flags.DEFINE_string(
+    "workdir", None, "Directory for checkpoints and metrics; resumes if it holds a checkpoint."
+)
+flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (multi-host).")
+flags.DEFINE_integer("num_processes", None, "Number of processes (multi-host).")
+flags.DEFINE_integer("process_id", None, "This process's index (multi-host).")
+flags.DEFINE_bool(
+    "distributed", False, "Call jax.distributed.initialize() with no arguments (TPU pods, SLURM)."
+)
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv: list[str]) -> None:
+    """Hides accelerators from TensorFlow, joins the other hosts and trains."""
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    try:  # tf.data must not take the accelerators' memory.
+        import tensorflow as tf
+
+        tf.config.set_visible_devices([], "GPU")
+    except ImportError:
+        pass
+    import jax
+
+    if FLAGS.coordinator_address or FLAGS.distributed:
+        jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
+    from cnn_jax.train import train_and_evaluate
+
+    train_and_evaluate(FLAGS.config, FLAGS.workdir)
+
+
+if __name__ == "__main__":
+    app.run(main)
