@@ -20,6 +20,10 @@ INSTALL_REQUIRES = [
     "ml-collections>=1.1.0,<2",
     "absl-py>=2.1,<3",
     "numpy>=2.0,<3",
+    "pillow>=10,<14",  # decodes the CIFAR-10 JPEGs
+    # tensorflow-datasets imports it when preparing data but declares it only for py<3.9
+    "importlib_resources>=6,<8",
+    "tensorboard>=2.16,<3",  # event files (no TensorFlow needed)
 ]
 
 EXTRAS_REQUIRE = {

@@ -10,7 +10,7 @@ pass ``--coordinator_address=host:port --num_processes=N --process_id=I`` (or no
 a TPU pod, where ``jax.distributed.initialize()`` finds them).
 """
 
-from absl import app, flags
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 FLAGS = flags.FLAGS
@@ -33,6 +33,8 @@ def main(argv: list[str]) -> None:
     """Hides accelerators from TensorFlow, joins the other hosts and trains."""
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    if not FLAGS["verbosity"].present:  # orbax logs every checkpoint step at INFO
+        logging.set_verbosity(logging.WARNING)
     try:  # tf.data must not take the accelerators' memory.
         import tensorflow as tf
 

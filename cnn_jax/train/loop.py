@@ -38,7 +38,7 @@ from cnn_jax import models
 from cnn_jax.train import steps
 from cnn_jax.train.checkpoint import Checkpointer
 from cnn_jax.train.metrics import MetricWriter, Progress
-from cnn_jax.train.optim import make_optimizer
+from cnn_jax.train.optim import OPTIM_KEYS, make_optimizer
 from cnn_jax.train.state import TrainState, count_params, create_train_state
 
 __all__ = ["TrainingDivergedError", "train_and_evaluate", "validate_config"]
@@ -49,6 +49,33 @@ class TrainingDivergedError(FloatingPointError):
 
 
 REQUIRED = ("model", "dataset", "batch_size", "optim", "seed")
+#: Every top-level key the loop and the input pipeline read; others are typos.
+KNOWN_KEYS = frozenset(
+    {
+        *REQUIRED,
+        "model_kwargs",
+        "data_dir",
+        "cache_dir",
+        "source",
+        "tfds_data_dir",
+        "dataset_options",
+        "normalization",
+        "pad_to",
+        "shuffle",
+        "augment",
+        "eval_batch_size",
+        "num_epochs",
+        "num_train_steps",
+        "label_smoothing",
+        "parallel",
+        "half_precision",
+        "log_every_steps",
+        "eval_every_steps",
+        "checkpoint_every_steps",
+        "keep_checkpoints",
+        "progress_bar",
+    }
+)
 
 
 def validate_config(config: ConfigDict) -> None:
@@ -63,6 +90,12 @@ def validate_config(config: ConfigDict) -> None:
     missing = [k for k in REQUIRED if k not in config]
     if missing:
         raise ValueError(f"config is missing the keys {missing}")
+    unknown = sorted(set(config.keys()) - KNOWN_KEYS)
+    if unknown:
+        raise ValueError(f"config has unknown keys {unknown}; known: {sorted(KNOWN_KEYS)}")
+    unknown = sorted(set(config.optim.keys()) - OPTIM_KEYS)
+    if unknown:
+        raise ValueError(f"config.optim has unknown keys {unknown}; known: {sorted(OPTIM_KEYS)}")
     if config.get("parallel", "jit") not in ("jit", "pmap"):
         raise ValueError(f"`config.parallel` (={config.parallel!r}) must be 'jit' or 'pmap'")
     for key in (
@@ -120,7 +153,8 @@ class _Parallel:
     def state(self, state: TrainState) -> TrainState:
         if self.mode == "jit":
             return jax.device_put(state, self.replicated)
-        return jax.device_put_replicated(state, jax.local_devices())
+        n = self.local
+        return jax.tree.map(lambda x: jnp.broadcast_to(x, (n, *jnp.shape(x))), state)
 
     def unreplicate(self, tree: Any) -> Any:
         if self.mode == "jit":
@@ -175,10 +209,15 @@ def _evaluate(
     p_eval: Any, state: TrainState, config: ConfigDict, par: _Parallel, process: tuple[int, int]
 ) -> dict[str, float]:
     totals: dict[str, float] = {}
+    input_key = data_lib.get_dataset_info(config.dataset).input_key
     for batch in data_lib.input_pipeline(
-        config, "test", process_index=process[0], process_count=process[1]
+        config,
+        "test",
+        rng_seed=int(config.seed),
+        process_index=process[0],
+        process_count=process[1],
     ):
-        out = par.host(p_eval(state, par.batch(batch)))
+        out = par.host(p_eval(state, par.batch(_model_inputs(batch, input_key))))
         for k, v in out.items():
             totals[k] = totals.get(k, 0.0) + float(v)
     count = max(totals.get("count", 0.0), 1.0)
@@ -188,6 +227,24 @@ def _evaluate(
         "top5_accuracy": totals["top5"] / count,
         "count": totals["count"],
     }
+
+
+def _augment_ops(config: ConfigDict) -> tuple[tuple[str, dict[str, Any]], ...]:
+    """``config.augment``: a list of names or ``(name, kwargs)`` pairs, checked now."""
+    ops = []
+    for item in config.get("augment", ()) or ():
+        name, kwargs = (item, {}) if isinstance(item, str) else (item[0], dict(item[1]))
+        data_lib.get_augmentation(name, **kwargs)  # raises for unknown names/arguments
+        ops.append((name, kwargs))
+    return tuple(ops)
+
+
+def _model_inputs(batch: dict[str, np.ndarray], input_key: str) -> dict[str, np.ndarray]:
+    """The arrays the steps use: the model input as ``image``, ``label``, ``mask``."""
+    out = {"image": batch[input_key], "label": batch["label"]}
+    if "mask" in batch:
+        out["mask"] = batch["mask"]
+    return out
 
 
 def _check_finite(pending: list[tuple[int, dict[str, Any]]], last_ckpt: int | None) -> None:
@@ -227,14 +284,17 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict[str, Any]:
     os.makedirs(workdir, exist_ok=True)
     process = (jax.process_index(), jax.process_count())
     lead = process[0] == 0
-    info = data_lib.dataset_info(config)
+    info = data_lib.get_dataset_info(config.dataset)
     global_batch = int(config.batch_size)
-    steps_per_epoch = info.num_examples["train"] // global_batch
-    if steps_per_epoch < 1:
-        raise ValueError(
-            f"`config.batch_size` (={global_batch}) is larger than the training "
-            f"set ({info.num_examples['train']} examples)"
-        )
+    train_iter = data_lib.input_pipeline(
+        config,
+        "train",
+        rng_seed=int(config.seed),
+        process_index=process[0],
+        process_count=process[1],
+    )
+    steps_per_epoch = train_iter.steps_per_epoch
+    input_shape = _model_inputs(train_iter.batch_at(0), info.input_key)["image"].shape[1:]
     num_steps = int(config.get("num_train_steps") or config.num_epochs * steps_per_epoch)
     eval_every = int(config.get("eval_every_steps") or steps_per_epoch)
     log_every = int(config.get("log_every_steps") or 100)
@@ -243,7 +303,7 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict[str, Any]:
     model = _model(config, info.num_classes)
     tx, schedule = make_optimizer(config.optim, steps_per_epoch, num_steps)
     init_key, dropout_key = jax.random.split(jax.random.key(int(config.seed)))
-    state = create_train_state(model, tx, init_key, (1, *info.image_shape))
+    state = create_train_state(model, tx, init_key, (1, *input_shape))
     n_params = count_params(state.params)
 
     ckpt = Checkpointer(
@@ -262,6 +322,7 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict[str, Any]:
         base_key=dropout_key,
         schedule=schedule,
         label_smoothing=float(config.get("label_smoothing", 0.0)),
+        augment_ops=_augment_ops(config),
         uses_plateau=bool(config.optim.get("reduce_on_plateau", False)),
     )
     p_train = par.compile_train(train_fn)
@@ -275,9 +336,7 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict[str, Any]:
             flush=True,
         )
 
-    train_iter = data_lib.input_pipeline(
-        config, "train", process_index=process[0], process_count=process[1], start_step=start
-    )
+    train_iter.step = start
     progress = Progress(num_steps, start, enabled=lead and config.get("progress_bar", True))
     pending: list[tuple[int, dict[str, Any]]] = []
     last_ckpt = ckpt.latest_step()
@@ -290,7 +349,7 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict[str, Any]:
     try:
         with _Preemption() as preemption:
             while step < num_steps:
-                batch = par.batch(next(train_iter))
+                batch = par.batch(_model_inputs(next(train_iter), info.input_key))
                 if compile_s is None:
                     t0 = time.perf_counter()
                     p_train = p_train.lower(state, batch).compile()

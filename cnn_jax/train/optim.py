@@ -26,10 +26,35 @@ import jax
 import optax
 from ml_collections import ConfigDict
 
-__all__ = ["OPTIMIZERS", "SCHEDULES", "make_optimizer", "make_schedule"]
+__all__ = ["OPTIMIZERS", "OPTIM_KEYS", "SCHEDULES", "make_optimizer", "make_schedule"]
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 SCHEDULES = ("constant", "cosine", "step", "exponential")
+#: Every key of ``config.optim`` that is read.
+OPTIM_KEYS = frozenset(
+    {
+        "name",
+        "learning_rate",
+        "momentum",
+        "nesterov",
+        "b1",
+        "b2",
+        "eps",
+        "decay",
+        "schedule",
+        "warmup_epochs",
+        "end_lr_factor",
+        "milestones",
+        "decay_factor",
+        "weight_decay",
+        "grad_clip_norm",
+        "reduce_on_plateau",
+        "plateau_factor",
+        "plateau_patience",
+        "plateau_cooldown",
+        "plateau_accumulation",
+    }
+)
 
 
 def make_schedule(optim: ConfigDict, steps_per_epoch: int, num_steps: int) -> optax.Schedule:

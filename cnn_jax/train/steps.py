@@ -35,6 +35,13 @@ def cross_entropy(logits: Array, labels: Array, label_smoothing: float = 0.0) ->
     return optax.softmax_cross_entropy(logits, targets)
 
 
+def as_float_images(images: Array) -> Array:
+    """Integer images (uint8) to float32 in [0, 1]; float inputs are returned unchanged."""
+    if jnp.issubdtype(images.dtype, jnp.integer):
+        return images.astype(jnp.float32) / 255.0
+    return images
+
+
 def _topk_correct(logits: Array, labels: Array, k: int) -> Array:
     k = min(k, logits.shape[-1])
     top = lax.top_k(logits, k)[1]
@@ -50,6 +57,7 @@ def train_step(
     label_smoothing: float = 0.0,
     axis_name: str | None = None,
     uses_plateau: bool = False,
+    augment_ops: tuple[tuple[str, dict[str, Any]], ...] = (),
 ) -> tuple[TrainState, dict[str, Array]]:
     """One optimizer step on a batch.
 
@@ -65,6 +73,8 @@ def train_step(
       label_smoothing: see ``cross_entropy``.
       axis_name: the ``pmap`` axis, or None.
       uses_plateau: pass the loss to the optimizer (``reduce_on_plateau``).
+      augment_ops: on-device augmentations (``cnn_jax.data.augment``), drawn from the
+        step's key.
 
     Returns:
       ``(new_state, metrics)`` with metrics ``loss``, ``accuracy``, ``grad_norm``,
@@ -73,14 +83,20 @@ def train_step(
     rng = jax.random.fold_in(base_key, state.step)
     if axis_name is not None:
         rng = jax.random.fold_in(rng, lax.axis_index(axis_name))
+    dropout_rng, augment_rng = jax.random.split(rng)
+    images = as_float_images(batch["image"])
+    if augment_ops:
+        from cnn_jax.data import augment
+
+        images = augment(images, augment_rng, augment_ops)
 
     def loss_fn(params: Any) -> tuple[Array, tuple[Array, Any]]:
         mutable = ["batch_stats"] if state.batch_stats else []
         out = state.apply_fn(
             state.variables(params),
-            batch["image"],
+            images,
             train=True,
-            rngs={"dropout": rng},
+            rngs={"dropout": dropout_rng},
             mutable=mutable,
         )
         (logits, _), updates = out
@@ -102,7 +118,7 @@ def train_step(
     metrics = {
         "loss": loss,
         "accuracy": accuracy,
-        "grad_norm": optax.global_norm(grads),
+        "grad_norm": optax.tree.norm(grads),
         "learning_rate": jnp.asarray(schedule(state.step), jnp.float32),
     }
     return new_state, metrics
@@ -122,7 +138,7 @@ def eval_step(
     Returns:
       Sums ``loss``, ``top1``, ``top5`` and the ``count`` of real examples.
     """
-    logits, _ = state.apply_fn(state.variables(), batch["image"], train=False)
+    logits, _ = state.apply_fn(state.variables(), as_float_images(batch["image"]), train=False)
     mask = batch.get("mask", jnp.ones(batch["label"].shape, jnp.float32)).astype(jnp.float32)
     out = {
         "loss": jnp.sum(cross_entropy(logits, batch["label"]) * mask),

@@ -1,0 +1,1 @@
+"""Experiment configs: ``<model>_<dataset>.py`` files with ``get_config(arg)``."""

@@ -1,0 +1,108 @@
+"""The defaults every config starts from, and the ``runlocal`` shrink for smoke tests."""
+
+from __future__ import annotations
+
+from ml_collections import ConfigDict, config_dict
+
+
+def base_config() -> ConfigDict:
+    """Returns a config with every key the training loop reads, at its default.
+
+    Returns:
+      An unlocked ``ConfigDict``; a config file sets what its study needs.
+    """
+    c = ConfigDict()
+    c.model = ""
+    c.model_kwargs = ConfigDict()
+    # Data (cnn_jax.data.input_pipeline).
+    c.dataset = ""
+    c.data_dir = config_dict.placeholder(str)  # default: $CNN_JAX_DATA_DIR or ../shared/data
+    c.cache_dir = config_dict.placeholder(str)  # default: $CNN_JAX_CACHE_DIR or ~/.cache
+    c.source = "local"  # or "tfds"
+    c.tfds_data_dir = config_dict.placeholder(str)
+    c.dataset_options = ConfigDict()
+    c.normalization = config_dict.placeholder(str)
+    c.pad_to = config_dict.placeholder(int)
+    c.shuffle = True
+    c.augment = ()  # names or (name, kwargs) pairs of cnn_jax.data.augmentations
+    # Optimization (cnn_jax.train.optim).
+    c.batch_size = 128
+    c.eval_batch_size = 1000
+    c.num_epochs = config_dict.placeholder(int)
+    c.num_train_steps = config_dict.placeholder(int)
+    c.optim = ConfigDict(
+        dict(
+            name="sgd",
+            learning_rate=0.1,
+            momentum=0.9,
+            nesterov=False,
+            b1=0.9,
+            b2=0.999,
+            eps=1e-8,
+            decay=0.9,
+            schedule="cosine",
+            warmup_epochs=0.0,
+            end_lr_factor=0.0,
+            milestones=(),
+            decay_factor=0.1,
+            weight_decay=0.0,
+            grad_clip_norm=config_dict.placeholder(float),
+            reduce_on_plateau=False,
+            plateau_factor=0.1,
+            plateau_patience=10,
+            plateau_cooldown=0,
+            plateau_accumulation=1,
+        )
+    )
+    c.label_smoothing = 0.0
+    # Run.
+    c.seed = 0
+    c.parallel = "jit"  # or "pmap"
+    c.half_precision = False  # bf16 compute, float32 parameters
+    c.log_every_steps = 100
+    c.eval_every_steps = config_dict.placeholder(int)  # default: every epoch
+    c.checkpoint_every_steps = config_dict.placeholder(int)  # default: every epoch
+    c.keep_checkpoints = 3
+    c.progress_bar = True
+    return c
+
+
+def runlocal(c: ConfigDict, steps: int = 20) -> ConfigDict:
+    """Shrinks a config to a few seconds: ``steps`` steps, small batches, frequent logs.
+
+    Args:
+      c: the config to shrink (modified in place).
+      steps: training steps.
+
+    Returns:
+      ``c``.
+    """
+    c.batch_size = 32
+    c.eval_batch_size = 1000
+    c.num_epochs = None
+    c.num_train_steps = steps
+    c.log_every_steps = max(steps // 4, 1)
+    c.eval_every_steps = steps
+    c.checkpoint_every_steps = max(steps // 2, 1)
+    c.dataset_options = ConfigDict()
+    return c
+
+
+def parse_variants(arg: str | None, known: tuple[str, ...]) -> set[str]:
+    """Parses ``'a,b'`` from ``config.py:a,b``.
+
+    Args:
+      arg: the text after the colon, or None.
+      known: the variants the config file has.
+
+    Returns:
+      The set of variants.
+
+    Raises:
+      ValueError: for a variant the file does not have.
+    """
+    variants = {v.strip() for v in (arg or "").split(",") if v.strip()}
+    unknown = variants - set(known)
+    if unknown:
+        raise ValueError(f"unknown config variant(s) {sorted(unknown)}; known: {list(known)}")
+    return variants

@@ -1,0 +1,320 @@
+"""Training: steps, the loop, checkpoints (kill and resume), NaN stop, pmap == jit,
+device counts, multi-process, configs and their errors."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from ml_collections import ConfigDict
+
+from cnn_jax.data import resolve_data_dir
+from cnn_jax.models import LeNet5, LeNet5Modern, get_model
+from cnn_jax.train import (
+    Checkpointer,
+    TrainingDivergedError,
+    count_params,
+    create_train_state,
+    eval_step,
+    make_optimizer,
+    train_and_evaluate,
+    train_step,
+    validate_config,
+)
+from experiments.configs import lenet5_mnist
+
+ROOT = Path(__file__).resolve().parents[1]
+needs_mnist = pytest.mark.skipif(
+    not (resolve_data_dir()[0] / "mnist" / "train-images-idx3-ubyte.gz").exists(),
+    reason="MNIST not found in the data directory (../shared/data or $CNN_JAX_DATA_DIR)",
+)
+
+
+def _config(steps=12, **overrides):
+    c = lenet5_mnist.get_config("runlocal")
+    c.num_train_steps = steps
+    c.progress_bar = False
+    for k, v in overrides.items():
+        node = c
+        *path, last = k.split(".")
+        for p in path:
+            node = node[p]
+        node[last] = v
+    return c
+
+
+def _latest_params(workdir):
+    ckpt = Checkpointer(os.path.join(workdir, "checkpoints"))
+    try:
+        step = ckpt.latest_step()
+        raw = ckpt._manager.restore(step)  # restore without a target: plain numpy trees
+    finally:
+        ckpt.close()
+    return step, jax.tree.map(np.asarray, raw["default"] if "default" in raw else raw)
+
+
+# --- models and steps ------------------------------------------------------------------
+
+
+def test_lenet5_parameter_counts():
+    x = jnp.zeros((1, 32, 32, 1))
+    shapes = jax.eval_shape(LeNet5().init, jax.random.key(0), x)
+    # C1 156 + S2 12 + C3 1,516 + S4 32 + C5 48,120 + F6 10,164 (LeCun et al. 1998).
+    assert count_params(shapes["params"]) == 60_000
+    assert count_params(jax.eval_shape(LeNet5Modern().init, jax.random.key(0), x)["params"]) \
+        == 61_706
+    c3 = shapes["params"]["C3"]["kernel"]
+    assert c3.shape == (5, 5, 60)  # only the 60 connections of Table I are parameters
+
+
+def test_lenet5_c3_connection_table():
+    model = LeNet5()
+    x = jnp.zeros((1, 32, 32, 1))
+    v = model.init(jax.random.key(0), x)
+    _, feats = model.apply(v, x)
+    assert feats["c3"].shape == (1, 10, 10, 16)
+    # Perturbing S2 map 0 changes exactly the C3 maps connected to it.
+    from cnn_jax.models.lenet import C3_TABLE, _PartialConv
+
+    conv = _PartialConv(C3_TABLE)
+    s2 = jax.random.normal(jax.random.key(1), (1, 14, 14, 6))
+    p = conv.init(jax.random.key(2), s2)
+    apply = jax.jit(conv.apply)
+    base = apply(p, s2)
+    for m in range(6):
+        moved = apply(p, s2.at[..., m].add(1.0))
+        changed = {int(c) for c in np.nonzero(np.abs(moved - base).sum(axis=(0, 1, 2)))[0]}
+        assert changed == {o for o, row in enumerate(C3_TABLE) if m in row}
+
+
+def test_train_step_and_eval_step_on_synthetic_batch():
+    model = get_model("cnn_mnist", dropout=0.0)
+    tx, schedule = make_optimizer(ConfigDict(dict(name="adam", learning_rate=1e-3)), 10, 100)
+    state = create_train_state(model, tx, jax.random.key(0), (1, 28, 28, 1))
+    rng = np.random.default_rng(0)
+    batch = {"image": jnp.asarray(rng.integers(0, 255, (16, 28, 28, 1)), jnp.uint8),
+             "label": jnp.asarray(rng.integers(0, 10, 16), jnp.int32)}
+    step = jax.jit(lambda s, b: train_step(s, b, base_key=jax.random.key(1), schedule=schedule))
+    losses = []
+    for _ in range(15):
+        state, m = step(state, batch)
+        losses.append(float(m["loss"]))
+    assert int(state.step) == 15 and losses[-1] < 0.5 * losses[0]
+    assert state.batch_stats["bn0_0"]["mean"].shape == (32,)
+    out = eval_step(state, {**batch, "mask": jnp.arange(16) < 10})
+    assert float(out["count"]) == 10
+    assert 0 <= float(out["top1"]) <= float(out["top5"]) <= 10
+
+
+# --- the loop --------------------------------------------------------------------------
+
+
+@needs_mnist
+def test_short_run_learns_and_logs(tmp_path):
+    summary = train_and_evaluate(_config(steps=40, **{"optim.learning_rate": 0.01}), tmp_path)
+    assert summary["steps"] == 40 and summary["parameters"] == 60_000
+    assert summary["test_count"] == 10_000
+    assert summary["test_accuracy"] > 0.5  # 40 steps of 32 images: far above chance
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    train = [r for r in rows if r["split"] == "train"]
+    assert {"loss", "accuracy", "learning_rate", "examples_per_second"} <= set(train[0])
+    assert [r["step"] for r in rows if r["split"] == "test"] == [20, 40]
+    assert (tmp_path / "metrics.csv").read_text().startswith("step,split,name,value")
+    assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+    assert Checkpointer(tmp_path / "checkpoints").latest_step() == 40
+
+
+@needs_mnist
+def test_pmap_path_equals_jit_path(tmp_path):
+    small = {"dropout": 0.0, "widths": (8, 16), "hidden": 32}
+    kw = {"model": "cnn_mnist", "model_kwargs": ConfigDict(small), "pad_to": None,
+          "optim.name": "adam", "optim.learning_rate": 1e-3}
+    a = train_and_evaluate(_config(steps=6, **kw), tmp_path / "jit")
+    b = train_and_evaluate(_config(steps=6, parallel="pmap", **kw), tmp_path / "pmap")
+    pa, pb = a["state"].params, b["state"].params
+    # Adam divides by the gradients' scale, so rounding differences of tiny gradients
+    # (different reduction orders) show up absolutely, not relatively.
+    jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=2e-4, atol=1e-4), pa, pb)
+    sa, sb = a["state"].batch_stats, b["state"].batch_stats
+    jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-5), sa, sb)
+    assert abs(a["test_accuracy"] - b["test_accuracy"]) < 2e-3
+
+
+@needs_mnist
+def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
+    # The learning rate jumps by 1e30 at step 10; checkpoints every 5 steps.
+    c = _config(steps=30, checkpoint_every_steps=5, log_every_steps=1, model="lenet5_modern",
+                **{"optim.schedule": "step", "optim.milestones": (10 / 1875,),
+                   "optim.decay_factor": 1e30})
+    with pytest.raises(TrainingDivergedError, match=r"at step 1[0-9] .*last good checkpoint "
+                       r"is step 10"):
+        train_and_evaluate(c, tmp_path)
+    step, tree = _latest_params(tmp_path)
+    assert step == 10
+    assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(tree["params"]))
+
+
+# --- configs and errors ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "overrides,match",
+    [
+        ({"batch_size": 12}, r"`config.batch_size` \(=12\) must be divisible by the number of "
+         r"devices \(=8\)"),
+        ({"parallel": "pmapp"}, r"`config.parallel` \(='pmapp'\)"),
+        ({"model": "lenet6"}, r"unknown model 'lenet6'"),
+        ({"optim.name": "adagradd"}, r"`optim.name` \(='adagradd'\)"),
+        ({"optim.schedule": "linear"}, r"`optim.schedule` \(='linear'\)"),
+        ({"optim.learning_rate": -1.0}, r"`optim.learning_rate` \(=-1.0\) must be positive"),
+        ({"augment": (("flipp", {}),)}, r"unknown augmentation"),
+    ],
+)
+def test_bad_configs_fail_at_start(overrides, match, tmp_path):
+    with pytest.raises((ValueError, TypeError), match=match):
+        train_and_evaluate(_config(**overrides), tmp_path)
+
+
+def test_unknown_config_keys_are_rejected():
+    c = _config()
+    c.unlock()
+    c.lerning_rate = 0.1
+    with pytest.raises(ValueError, match=r"unknown keys \['lerning_rate'\]"):
+        validate_config(c)
+    c = _config()
+    c.optim.unlock()
+    c.optim.lr = 0.1
+    with pytest.raises(ValueError, match=r"config.optim has unknown keys \['lr'\]"):
+        validate_config(c)
+
+
+def test_missing_data_says_where_to_put_it(tmp_path):
+    with pytest.raises(Exception, match="mnist") as e:
+        train_and_evaluate(_config(data_dir=str(tmp_path / "empty")), tmp_path / "run")
+    assert "train-images-idx3-ubyte.gz" in str(e.value)
+
+
+def test_config_variants():
+    assert lenet5_mnist.get_config().model == "lenet5"
+    assert lenet5_mnist.get_config("modern").model == "lenet5_modern"
+    assert lenet5_mnist.get_config("modern,runlocal").num_train_steps == 20
+    with pytest.raises(ValueError, match="unknown config variant"):
+        lenet5_mnist.get_config("big")
+
+
+# --- subprocess runs: the launcher, kill/resume, SIGTERM, device counts -----------------
+
+
+def _main(workdir, *flags, devices=8, wait=True, extra_env=None):
+    env = dict(os.environ)
+    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+    env["JAX_PLATFORMS"] = "cpu"
+    env.update(extra_env or {})
+    cmd = [sys.executable, "-m", "experiments.main",
+           "--config=experiments/configs/lenet5_mnist.py:runlocal",
+           f"--workdir={workdir}", "--config.progress_bar=False", *flags]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    if not wait:
+        return proc
+    out, _ = proc.communicate(timeout=600)
+    return proc.returncode, out
+
+
+def _wait_for_checkpoint(workdir, step, proc, timeout=300):
+    target = Path(workdir) / "checkpoints" / str(step)
+    t0 = time.time()
+    while not target.exists():
+        assert proc.poll() is None, proc.stdout.read()
+        assert time.time() - t0 < timeout, "no checkpoint appeared"
+        time.sleep(0.05)
+
+
+RUN = ("--config.num_train_steps=40", "--config.checkpoint_every_steps=8",
+       "--config.log_every_steps=4")
+
+
+@needs_mnist
+def test_launcher_overrides_and_locked_config(tmp_path):
+    code, out = _main(tmp_path / "bad", "--config.lerning_rate=1")
+    assert code != 0 and "lerning_rate" in out
+    code, out = _main(tmp_path / "ok", "--config.num_train_steps=4", "--config.log_every_steps=2")
+    assert code == 0, out
+    assert "summary: model=lenet5" in out and "steps=4" in out
+
+
+@needs_mnist
+def test_killed_and_preempted_runs_resume_to_identical_parameters(tmp_path):
+    """A run SIGKILLed and then SIGTERMed, restarted each time, ends bitwise equal."""
+    code, out = _main(tmp_path / "straight", *RUN)
+    assert code == 0, out
+    work = tmp_path / "interrupted"
+    proc = _main(work, *RUN, wait=False)
+    _wait_for_checkpoint(work, 16, proc)
+    proc.kill()  # SIGKILL: no chance to clean up
+    proc.wait()
+    proc = _main(work, *RUN, wait=False)
+    _wait_for_checkpoint(work, 24, proc)
+    proc.send_signal(signal.SIGTERM)  # preemption: save and exit cleanly
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out
+    assert "SIGTERM: saved checkpoint" in out
+    code, out = _main(work, *RUN)
+    assert code == 0, out
+    assert "resuming from step" in out
+    s1, a = _latest_params(tmp_path / "straight")
+    s2, b = _latest_params(work)
+    assert s1 == s2 == 40
+    jax.tree.map(np.testing.assert_array_equal, a, b)
+    # the logs hold each step once
+    rows = [json.loads(line) for line in (work / "metrics.jsonl").read_text().splitlines()]
+    steps = [r["step"] for r in rows if r["split"] == "train"]
+    assert steps == sorted(set(steps)) and steps[-1] == 40
+
+
+@needs_mnist
+def test_one_device_equals_eight_devices(tmp_path):
+    flags = ("--config.num_train_steps=10", "--config.log_every_steps=5")
+    code, out = _main(tmp_path / "one", *flags, devices=1)
+    assert code == 0, out
+    code, out = _main(tmp_path / "eight", *flags, devices=8)
+    assert code == 0, out
+    _, a = _latest_params(tmp_path / "one")
+    _, b = _latest_params(tmp_path / "eight")
+    jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-6), a, b)
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+@needs_mnist
+def test_two_processes_train_together_like_one(tmp_path):
+    """Two processes joined by jax.distributed.initialize (CPU collectives on localhost)."""
+    flags = ("--config.num_train_steps=10", "--config.log_every_steps=5")
+    port = _free_port()
+    procs = [
+        _main(tmp_path / "multi", *flags, f"--coordinator_address=localhost:{port}",
+              "--num_processes=2", f"--process_id={i}", devices=4, wait=False)
+        for i in range(2)
+    ]
+    outs = [p.communicate(timeout=600)[0] for p in procs]
+    for p, out in zip(procs, outs):
+        assert p.returncode == 0, out
+    assert "on 8 cpu device(s)" in outs[0]
+    code, out = _main(tmp_path / "single", *flags, devices=8)
+    assert code == 0, out
+    _, a = _latest_params(tmp_path / "multi")
+    _, b = _latest_params(tmp_path / "single")
+    jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-6), a, b)
