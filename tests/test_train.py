@@ -56,10 +56,10 @@ def _latest_params(workdir):
     ckpt = Checkpointer(os.path.join(workdir, "checkpoints"))
     try:
         step = ckpt.latest_step()
-        raw = ckpt._manager.restore(step)  # restore without a target: plain numpy trees
+        tree = ckpt.restore()
     finally:
         ckpt.close()
-    return step, jax.tree.map(np.asarray, raw["default"] if "default" in raw else raw)
+    return step, jax.tree.map(np.asarray, tree)
 
 
 # --- models and steps ------------------------------------------------------------------
@@ -261,7 +261,7 @@ def test_killed_and_preempted_runs_resume_to_identical_parameters(tmp_path):
     proc = _main(work, *RUN, wait=False)
     _wait_for_checkpoint(work, 16, proc)
     proc.kill()  # SIGKILL: no chance to clean up
-    proc.wait()
+    proc.communicate()
     proc = _main(work, *RUN, wait=False)
     _wait_for_checkpoint(work, 24, proc)
     proc.send_signal(signal.SIGTERM)  # preemption: save and exit cleanly

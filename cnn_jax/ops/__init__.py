@@ -14,6 +14,19 @@ from cnn_jax.ops.conv import (
     separable_conv,
     tiled_conv,
 )
+from cnn_jax.ops.pool import (
+    adaptive_avg_pool,
+    adaptive_max_pool,
+    avg_pool,
+    global_avg_pool,
+    global_max_pool,
+    lp_pool,
+    max_pool,
+    max_pool_with_indices,
+    max_unpool,
+    maxout,
+    stochastic_pool,
+)
 from cnn_jax.ops.shapes import (
     conv_output_size,
     conv_transpose_output_size,
@@ -24,17 +37,28 @@ from cnn_jax.ops.shapes import (
 
 __all__ = [
     "PADDING_MODES",
+    "adaptive_avg_pool",
+    "adaptive_max_pool",
+    "avg_pool",
     "conv",
     "conv_output_size",
     "conv_transpose",
     "conv_transpose_output_size",
     "depthwise_conv",
+    "global_avg_pool",
+    "global_max_pool",
     "locally_connected",
+    "lp_pool",
+    "max_pool",
+    "max_pool_with_indices",
+    "max_unpool",
+    "maxout",
     "padding",
     "padding_amounts",
     "pool_output_size",
     "receptive_field",
     "separable_conv",
     "shapes",
+    "stochastic_pool",
     "tiled_conv",
 ]

@@ -35,11 +35,12 @@ class Checkpointer:
         """The step of the newest complete checkpoint, or None."""
         return self._manager.latest_step()
 
-    def restore(self, target: Any, step: int | None = None) -> Any:
-        """Restores a checkpoint into the structure, shapes and shardings of ``target``.
+    def restore(self, target: Any = None, step: int | None = None) -> Any:
+        """Restores a checkpoint, into the structure, shapes and shardings of ``target``.
 
         Args:
-          target: a pytree of arrays like the one saved (e.g. a fresh state's tree).
+          target: a pytree of arrays like the one saved (e.g. a fresh state's tree), or
+            None to restore the saved tree as it is (host arrays).
           step: which checkpoint (default: the newest).
 
         Returns:
@@ -51,6 +52,8 @@ class Checkpointer:
         step = self.latest_step() if step is None else step
         if step is None:
             raise FileNotFoundError(f"no checkpoint in {self.directory}")
+        if target is None:
+            return self._manager.restore(step, args=ocp.args.StandardRestore())
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
         return self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
 
