@@ -284,9 +284,23 @@ def test_training_shards_are_disjoint(process_count):
     assert len(steps) == 1
     for i, j in itertools.combinations(range(process_count), 2):
         assert not set(seen[i]) & set(seen[j])
-    per = 103 // process_count
-    for p, s in enumerate(seen):  # each process reads only its own contiguous slice
-        assert set(s) <= set(range(p * per, (p + 1) * per))
+
+
+@pytest.mark.parametrize("process_count", [2, 3])
+def test_global_batches_do_not_depend_on_the_process_count(process_count):
+    """Process parts, concatenated in process order, are the single-process batches."""
+    one = input_pipeline({"dataset": "mnist", "batch_size": 6 * process_count}, "train",
+                         rng_seed=3, data=_toy())  # fmt: skip
+    parts = [
+        input_pipeline({"dataset": "mnist", "batch_size": 6 * process_count}, "train",
+                       rng_seed=3, data=_toy(), process_index=p,
+                       process_count=process_count)  # fmt: skip
+        for p in range(process_count)
+    ]
+    assert one.steps_per_epoch == parts[0].steps_per_epoch
+    for step in (0, 1, one.steps_per_epoch + 2):
+        joined = np.concatenate([it.batch_at(step)["x"] for it in parts])
+        np.testing.assert_array_equal(joined, one.batch_at(step)["x"])
 
 
 @pytest.mark.parametrize("process_count", [1, 2, 4])
@@ -316,7 +330,7 @@ def test_pipeline_errors():
                        data=_toy(), process_index=2, process_count=2)  # fmt: skip
     with pytest.raises(ValueError, match=r"config\.dataset"):
         input_pipeline({"batch_size": 10}, "train", rng_seed=0, data=_toy())
-    with pytest.raises(ValueError, match="larger than this process' slice"):
+    with pytest.raises(ValueError, match="larger than the training data"):
         BatchIterator(_toy(), 200, rng_seed=0, training=True)
     with pytest.raises(ValueError, match="rng_seed"):
         BatchIterator(_toy(), 2, rng_seed=-1, training=True)

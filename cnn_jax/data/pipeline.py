@@ -3,14 +3,16 @@
 The data sets here fit in host memory, so a pipeline is index arithmetic over the arrays
 of :func:`cnn_jax.data.load_dataset`:
 
-* **Multi-host sharding.** Process ``p`` of ``P`` only ever reads its own disjoint slice
-  of the examples. Training: the contiguous slice ``[p * (N // P), (p + 1) * (N // P))``
-  (the last ``N % P`` examples are dropped, so every process runs the same number of
-  steps). Evaluation: ``np.array_split(range(N), P)[p]``, slices that cover every
-  example.
-* **Shuffling.** Epoch ``e`` visits the slice in the order
-  ``np.random.default_rng([rng_seed, e]).permutation(len(slice))``: deterministic for a
-  seed, different in every epoch.
+* **Multi-host sharding.** Training: every process computes the same global order of the
+  epoch and takes its own disjoint part of every *global* batch: process ``p`` of ``P``
+  with per-process batch ``b`` reads positions ``[p b, (p + 1) b)`` of each global batch
+  of ``P b``. The global batches, assembled in process order (as
+  ``jax.make_array_from_process_local_data`` does), are therefore the same whatever the
+  number of processes, and so is training. Evaluation: ``np.array_split(range(N), P)[p]``,
+  slices that cover every example.
+* **Shuffling.** Epoch ``e`` visits the examples in the order
+  ``np.random.default_rng([rng_seed, e]).permutation(N)``: deterministic for a seed,
+  different in every epoch; the last ``N mod (P b)`` of the order are dropped.
 * **Batches.** Training drops the remainder of every epoch (each batch is full).
   Evaluation pads the final batch(es) with zeros and adds a boolean ``mask``, true for
   real examples, so that summing over ``mask`` counts every example exactly once; every
@@ -127,14 +129,14 @@ class BatchIterator(Iterator[Batch]):
         self._shuffle = self.training if shuffle is None else bool(shuffle)
         self._seed = int(rng_seed)
         self._transform = transform
+        self._process = (int(process_index), int(process_count))
         if self.training:
-            per = n // process_count
-            self._indices = np.arange(process_index * per, (process_index + 1) * per)
-            self.steps_per_epoch = per // self.batch_size
+            self._indices = np.arange(n)
+            self.steps_per_epoch = n // (self.batch_size * process_count)
             if self.steps_per_epoch == 0:
                 raise ValueError(
-                    f"`batch_size` (={batch_size}) is larger than this process' slice of "
-                    f"the training data ({per} examples = {n} // {process_count} processes)"
+                    f"`batch_size` (={batch_size}) x `process_count` (={process_count}) is "
+                    f"larger than the training data ({n} examples)"
                 )
         else:
             self._indices = np.array_split(np.arange(n), process_count)[process_index]
@@ -164,7 +166,12 @@ class BatchIterator(Iterator[Batch]):
           The batch: a dict of numpy arrays (and ``mask`` in evaluation).
         """
         epoch, i = divmod(int(step), self.steps_per_epoch)
-        pos = self._epoch_order(epoch)[i * self.batch_size : (i + 1) * self.batch_size]
+        if self.training:  # this process' part of global batch i
+            p, count = self._process
+            start = (i * count + p) * self.batch_size
+        else:
+            start = i * self.batch_size
+        pos = self._epoch_order(epoch)[start : start + self.batch_size]
         idx = self._indices[pos]
         if self.training:
             batch = {k: v[idx] for k, v in self._arrays.items()}

@@ -29,7 +29,9 @@ class Checkpointer:
             raise ValueError(f"`keep` (={keep}) must be at least 1")
         self.directory = os.path.abspath(directory)
         options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
-        self._manager = ocp.CheckpointManager(self.directory, options=options)
+        self._manager = ocp.CheckpointManager(
+            self.directory, options=options, item_handlers=ocp.StandardCheckpointHandler()
+        )
 
     def latest_step(self) -> int | None:
         """The step of the newest complete checkpoint, or None."""
@@ -40,7 +42,8 @@ class Checkpointer:
 
         Args:
           target: a pytree of arrays like the one saved (e.g. a fresh state's tree), or
-            None to restore the saved tree as it is (host arrays).
+            None to restore the saved tree as it is, on this process' first device
+            (whatever the topology it was saved from).
           step: which checkpoint (default: the newest).
 
         Returns:
@@ -53,8 +56,13 @@ class Checkpointer:
         if step is None:
             raise FileNotFoundError(f"no checkpoint in {self.directory}")
         if target is None:
-            return self._manager.restore(step, args=ocp.args.StandardRestore())
-        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
+            device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+            abstract = jax.tree.map(
+                lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
+                self._manager.item_metadata(step),
+            )
+        else:
+            abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
         return self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
 
     def save(self, step: int, tree: Any) -> None:
