@@ -291,10 +291,11 @@ def test_global_batches_do_not_depend_on_the_process_count(process_count):
     """Process parts, concatenated in process order, are the single-process batches."""
     one = input_pipeline({"dataset": "mnist", "batch_size": 6 * process_count}, "train",
                          rng_seed=3, data=_toy())  # fmt: skip
+    cfg = {"dataset": "mnist", "batch_size": 6 * process_count}
     parts = [
-        input_pipeline({"dataset": "mnist", "batch_size": 6 * process_count}, "train",
-                       rng_seed=3, data=_toy(), process_index=p,
-                       process_count=process_count)  # fmt: skip
+        input_pipeline(
+            cfg, "train", rng_seed=3, data=_toy(), process_index=p, process_count=process_count
+        )  # fmt: skip
         for p in range(process_count)
     ]
     assert one.steps_per_epoch == parts[0].steps_per_epoch

@@ -13,7 +13,6 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 from ml_collections import ConfigDict
 
@@ -70,8 +69,9 @@ def test_lenet5_parameter_counts():
     shapes = jax.eval_shape(LeNet5().init, jax.random.key(0), x)
     # C1 156 + S2 12 + C3 1,516 + S4 32 + C5 48,120 + F6 10,164 (LeCun et al. 1998).
     assert count_params(shapes["params"]) == 60_000
-    assert count_params(jax.eval_shape(LeNet5Modern().init, jax.random.key(0), x)["params"]) \
-        == 61_706
+    assert (
+        count_params(jax.eval_shape(LeNet5Modern().init, jax.random.key(0), x)["params"]) == 61_706
+    )
     c3 = shapes["params"]["C3"]["kernel"]
     assert c3.shape == (5, 5, 60)  # only the 60 connections of Table I are parameters
 
@@ -101,8 +101,10 @@ def test_train_step_and_eval_step_on_synthetic_batch():
     tx, schedule = make_optimizer(ConfigDict(dict(name="adam", learning_rate=1e-3)), 10, 100)
     state = create_train_state(model, tx, jax.random.key(0), (1, 28, 28, 1))
     rng = np.random.default_rng(0)
-    batch = {"image": jnp.asarray(rng.integers(0, 255, (16, 28, 28, 1)), jnp.uint8),
-             "label": jnp.asarray(rng.integers(0, 10, 16), jnp.int32)}
+    batch = {
+        "image": jnp.asarray(rng.integers(0, 255, (16, 28, 28, 1)), jnp.uint8),
+        "label": jnp.asarray(rng.integers(0, 10, 16), jnp.int32),
+    }
     step = jax.jit(lambda s, b: train_step(s, b, base_key=jax.random.key(1), schedule=schedule))
     losses = []
     for _ in range(15):
@@ -136,8 +138,13 @@ def test_short_run_learns_and_logs(tmp_path):
 @needs_mnist
 def test_pmap_path_equals_jit_path(tmp_path):
     small = {"dropout": 0.0, "widths": (8, 16), "hidden": 32}
-    kw = {"model": "cnn_mnist", "model_kwargs": ConfigDict(small), "pad_to": None,
-          "optim.name": "adam", "optim.learning_rate": 1e-3}
+    kw = {
+        "model": "cnn_mnist",
+        "model_kwargs": ConfigDict(small),
+        "pad_to": None,
+        "optim.name": "adam",
+        "optim.learning_rate": 1e-3,
+    }
     a = train_and_evaluate(_config(steps=6, **kw), tmp_path / "jit")
     b = train_and_evaluate(_config(steps=6, parallel="pmap", **kw), tmp_path / "pmap")
     pa, pb = a["state"].params, b["state"].params
@@ -152,11 +159,18 @@ def test_pmap_path_equals_jit_path(tmp_path):
 @needs_mnist
 def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
     # The learning rate jumps by 1e30 at step 10; checkpoints every 5 steps.
-    c = _config(steps=30, checkpoint_every_steps=5, log_every_steps=1, model="lenet5_modern",
-                **{"optim.schedule": "step", "optim.milestones": (10 / 1875,),
-                   "optim.decay_factor": 1e30})
-    with pytest.raises(TrainingDivergedError, match=r"at step 1[0-9] .*last good checkpoint "
-                       r"is step 10"):
+    c = _config(
+        steps=30,
+        checkpoint_every_steps=5,
+        log_every_steps=1,
+        model="lenet5_modern",
+        **{"optim.schedule": "step", "optim.milestones": (10 / 1875,), "optim.decay_factor": 1e30},
+    )
+    with pytest.raises(
+        TrainingDivergedError,
+        match=r"at step 1[0-9] .*last good checkpoint "
+        r"is step 10",
+    ):
         train_and_evaluate(c, tmp_path)
     step, tree = _latest_params(tmp_path)
     assert step == 10
@@ -169,8 +183,11 @@ def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(
 @pytest.mark.parametrize(
     "overrides,match",
     [
-        ({"batch_size": 12}, r"`config.batch_size` \(=12\) must be divisible by the number of "
-         r"devices \(=8\)"),
+        (
+            {"batch_size": 12},
+            r"`config.batch_size` \(=12\) must be divisible by the number of "
+            r"devices \(=8\)",
+        ),
         ({"parallel": "pmapp"}, r"`config.parallel` \(='pmapp'\)"),
         ({"model": "lenet6"}, r"unknown model 'lenet6'"),
         ({"optim.name": "adagradd"}, r"`optim.name` \(='adagradd'\)"),
@@ -219,11 +236,18 @@ def _main(workdir, *flags, devices=8, wait=True, extra_env=None):
     env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
     env["JAX_PLATFORMS"] = "cpu"
     env.update(extra_env or {})
-    cmd = [sys.executable, "-m", "experiments.main",
-           "--config=experiments/configs/lenet5_mnist.py:runlocal",
-           f"--workdir={workdir}", "--config.progress_bar=False", *flags]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "experiments.main",
+        "--config=experiments/configs/lenet5_mnist.py:runlocal",
+        f"--workdir={workdir}",
+        "--config.progress_bar=False",
+        *flags,
+    ]
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     if not wait:
         return proc
     out, _ = proc.communicate(timeout=600)
@@ -239,8 +263,11 @@ def _wait_for_checkpoint(workdir, step, proc, timeout=300):
         time.sleep(0.05)
 
 
-RUN = ("--config.num_train_steps=40", "--config.checkpoint_every_steps=8",
-       "--config.log_every_steps=4")
+RUN = (
+    "--config.num_train_steps=40",
+    "--config.checkpoint_every_steps=8",
+    "--config.log_every_steps=4",
+)
 
 
 @needs_mnist
@@ -305,8 +332,15 @@ def test_two_processes_train_together_like_one(tmp_path):
     flags = ("--config.num_train_steps=10", "--config.log_every_steps=5")
     port = _free_port()
     procs = [
-        _main(tmp_path / "multi", *flags, f"--coordinator_address=localhost:{port}",
-              "--num_processes=2", f"--process_id={i}", devices=4, wait=False)
+        _main(
+            tmp_path / "multi",
+            *flags,
+            f"--coordinator_address=localhost:{port}",
+            "--num_processes=2",
+            f"--process_id={i}",
+            devices=4,
+            wait=False,
+        )
         for i in range(2)
     ]
     outs = [p.communicate(timeout=600)[0] for p in procs]
