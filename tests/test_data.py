@@ -289,13 +289,12 @@ def test_training_shards_are_disjoint(process_count):
 @pytest.mark.parametrize("process_count", [2, 3])
 def test_global_batches_do_not_depend_on_the_process_count(process_count):
     """Process parts, concatenated in process order, are the single-process batches."""
-    one = input_pipeline({"dataset": "mnist", "batch_size": 6 * process_count}, "train",
-                         rng_seed=3, data=_toy())  # fmt: skip
     cfg = {"dataset": "mnist", "batch_size": 6 * process_count}
+    one = input_pipeline(cfg, "train", rng_seed=3, data=_toy())
     parts = [
         input_pipeline(
             cfg, "train", rng_seed=3, data=_toy(), process_index=p, process_count=process_count
-        )  # fmt: skip
+        )
         for p in range(process_count)
     ]
     assert one.steps_per_epoch == parts[0].steps_per_epoch
