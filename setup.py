@@ -30,6 +30,7 @@ EXTRAS_REQUIRE = {
     "test": [
         "pytest>=9.0,<10",
         "scipy>=1.14,<2",
+        "ruff>=0.17,<0.18",  # tests/test_repo.py checks the tree is ruff-clean
     ],
     # PyTorch CPU as a reference implementation in tests; install it with
     # `pip install torch==2.13.0` (see .ci/run), it is never imported by the library.

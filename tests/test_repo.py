@@ -34,8 +34,41 @@ def test_readme_python_example_runs():
     assert namespace["up"].shape == namespace["x"].shape
 
 
+def test_ruff_clean():
+    """The one linter and formatter: `ruff check` and `ruff format --check` pass."""
+    import shutil
+    import subprocess
+
+    import pytest
+
+    ruff = shutil.which("ruff")
+    if ruff is None:
+        pytest.skip("ruff is not installed (pip install -e '.[test]')")
+    for args in (["check"], ["format", "--check"]):
+        out = subprocess.run([ruff, *args, "."], cwd=ROOT, capture_output=True, text=True)
+        assert out.returncode == 0, out.stdout + out.stderr
+
+
 def test_results_sections_name_their_commands():
     results = (ROOT / "docs" / "RESULTS.md").read_text()
     for section in results.split("\n## ")[1:]:
         assert "command" in section.lower(), section.splitlines()[0]
         assert "2026-" in section, section.splitlines()[0]
+
+
+def test_notebooks_run_and_are_stripped(tmp_path, monkeypatch):
+    """Every code cell of every notebook runs; committed notebooks carry no outputs."""
+    import json
+    import os
+
+    monkeypatch.chdir(tmp_path)
+    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        nb = json.loads(path.read_text())
+        namespace: dict = {}
+        for cell in nb["cells"]:
+            if cell["cell_type"] != "code":
+                continue
+            assert not cell.get("outputs"), f"{path.name}: outputs not stripped"
+            source = "".join(cell["source"])
+            exec(compile(source, f"{path.name}", "exec"), namespace)
+    assert os.getcwd() == str(tmp_path)

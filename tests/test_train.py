@@ -136,6 +136,25 @@ def test_short_run_learns_and_logs(tmp_path):
 
 
 @needs_mnist
+def test_mixed_precision_run_keeps_float32_parameters(tmp_path):
+    c = _config(
+        steps=8,
+        half_precision=True,
+        model="lenet5_modern",
+        **{
+            "optim.name": "adamw",
+            "optim.learning_rate": 1e-3,
+            "optim.weight_decay": 1e-4,
+            "optim.grad_clip_norm": 1.0,
+            "optim.warmup_epochs": 4 / 1875,
+        },
+    )
+    summary = train_and_evaluate(c, tmp_path)
+    assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(summary["state"].params))
+    assert np.isfinite(summary["test_loss"])
+
+
+@needs_mnist
 def test_pmap_path_equals_jit_path(tmp_path):
     small = {"dropout": 0.0, "widths": (8, 16), "hidden": 32}
     kw = {

@@ -161,6 +161,12 @@ class _Parallel:
             return tree
         return jax.tree.map(lambda x: x[0], tree)
 
+    def batches(self, iterator: Any) -> Any:
+        """Device batches, the next ones' host-to-device copies in flight (jit mode)."""
+        if self.mode == "jit":
+            return data_lib.prefetch_to_device(iterator, 2, self.batch_sharding)
+        return (self.batch(b) for b in iterator)
+
     def batch(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
         if self.mode == "jit":
             return {
@@ -337,6 +343,8 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict[str, Any]:
         )
 
     train_iter.step = start
+    train_iter.num_steps = None  # the loop counts the steps
+    batches = par.batches(_model_inputs(b, info.input_key) for b in train_iter)
     progress = Progress(num_steps, start, enabled=lead and config.get("progress_bar", True))
     pending: list[tuple[int, dict[str, Any]]] = []
     last_ckpt = ckpt.latest_step()
@@ -349,7 +357,7 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict[str, Any]:
     try:
         with _Preemption() as preemption:
             while step < num_steps:
-                batch = par.batch(_model_inputs(next(train_iter), info.input_key))
+                batch = next(batches)
                 if compile_s is None:
                     t0 = time.perf_counter()
                     p_train = p_train.lower(state, batch).compile()
