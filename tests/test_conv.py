@@ -392,6 +392,16 @@ K = jnp.zeros((3, 3, 4, 6))
             "expect 5 input channels",
         ),
         (
+            lambda: ops.tiled_conv(X, jnp.zeros((7, 2, 3, 3, 4, 2))),
+            ValueError,
+            "each tile must be between 1 and the output size",
+        ),
+        (
+            lambda: ops.tiled_conv(X, jnp.zeros((0, 2, 3, 3, 4, 2))),
+            ValueError,
+            "each tile must be between 1",
+        ),
+        (
             lambda: ops.tiled_conv(X, jnp.zeros((2, 2, 3, 3, 4, 2)), bias=jnp.zeros(3)),
             ValueError,
             "`bias` must have shape",

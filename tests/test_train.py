@@ -196,6 +196,22 @@ def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(
     assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(tree["params"]))
 
 
+@needs_mnist
+def test_a_blown_up_update_never_becomes_the_last_good_checkpoint(tmp_path):
+    # Step 11 uses the 1e30 learning rate: its parameters are finite but huge, and the
+    # loss they give at step 12 is not. Checkpoint 11 must not be written.
+    c = _config(
+        steps=30,
+        checkpoint_every_steps=11,
+        log_every_steps=1,
+        model="lenet5_modern",
+        **{"optim.schedule": "step", "optim.milestones": (10 / 1875,), "optim.decay_factor": 1e30},
+    )
+    with pytest.raises(TrainingDivergedError, match="no checkpoint was written"):
+        train_and_evaluate(c, tmp_path)
+    assert Checkpointer(tmp_path / "checkpoints").latest_step() is None
+
+
 # --- configs and errors ----------------------------------------------------------------
 
 
@@ -212,6 +228,12 @@ def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(
         ({"optim.name": "adagradd"}, r"`optim.name` \(='adagradd'\)"),
         ({"optim.schedule": "linear"}, r"`optim.schedule` \(='linear'\)"),
         ({"optim.learning_rate": -1.0}, r"`optim.learning_rate` \(=-1.0\) must be positive"),
+        ({"num_train_steps": 0}, r"`config.num_train_steps` \(=0\) must be a positive int"),
+        ({"eval_every_steps": -3}, r"`config.eval_every_steps` \(=-3\)"),
+        (
+            {"optim.schedule": "step", "optim.milestones": (0.001,), "optim.decay_factor": 1e50},
+            r"schedule is not finite in float32 at step",
+        ),
         ({"augment": (("flipp", {}),)}, r"unknown augmentation"),
     ],
 )

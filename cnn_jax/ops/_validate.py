@@ -43,11 +43,35 @@ def as_tuple(value: Any, n: int, name: str, *, minimum: int | None = 1) -> tuple
         raise TypeError(f"`{name}` must be an int or a sequence of ints, got {value!r}")
     if minimum is not None and any(v < minimum for v in out):
         what = "positive" if minimum == 1 else f">= {minimum}"
-        raise ValueError(f"`{name}` (={_show(value)}) must be {what}")
+        raise ValueError(f"`{name}` (={show(value)}) must be {what}")
     return out
 
 
-def _show(value: Any) -> str:
+def spatial_rank(x: Any, name: str = "x") -> int:
+    """Checks ``x`` is ``(N, *spatial, C)`` with at least one spatial dimension.
+
+    Args:
+      x: the array.
+      name: the argument's name.
+
+    Returns:
+      The number of spatial dimensions.
+
+    Raises:
+      TypeError: if ``x`` is not an array.
+      ValueError: if it has fewer than 3 dimensions.
+    """
+    check_array_rank(x, name, None, "")
+    if x.ndim < 3:
+        raise ValueError(
+            f"`{name}` must have shape (N, *spatial, C) with at least one spatial dimension, "
+            f"got shape {tuple(x.shape)}"
+        )
+    return x.ndim - 2
+
+
+def show(value: Any) -> str:
+    """A value for an error message: sequences as tuples."""
     return repr(tuple(value)) if isinstance(value, Sequence) else repr(value)
 
 

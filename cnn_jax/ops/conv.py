@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from cnn_jax.ops._validate import as_tuple, check_array_rank, is_int
+from cnn_jax.ops._validate import as_tuple, check_array_rank, is_int, spatial_rank
 from cnn_jax.ops.padding import PaddingLike, Pairs, effective_kernel_size, resolve_padding
 from cnn_jax.ops.shapes import check_output_padding
 
@@ -48,16 +48,6 @@ class _Geometry(NamedTuple):
     strides: tuple[int, ...]
     dilation: tuple[int, ...]
     padding: Pairs  # what is left for lax to pad with zeros
-
-
-def _spatial_rank(x: Array, name: str = "x") -> int:
-    check_array_rank(x, name, None, "")
-    if x.ndim < 3:
-        raise ValueError(
-            f"`{name}` must have shape (N, *spatial, C) with at least one spatial dimension, "
-            f"got shape {tuple(x.shape)}"
-        )
-    return x.ndim - 2
 
 
 def _check_padding_mode(padding_mode: str) -> str:
@@ -175,7 +165,7 @@ def conv(
         ``groups``, non-positive strides/dilations, an unknown padding or padding mode,
         or a kernel larger than the padded input.
     """
-    n = _spatial_rank(x)
+    n = spatial_rank(x)
     check_array_rank(
         kernel,
         "kernel",
@@ -262,7 +252,10 @@ def conv_transpose(
         output size is ``s * i'`` (as in Keras and Flax); ``output_shape`` picks another.
       output_padding: ``a``, extra rows/columns on the high side; each must be smaller
         than its stride or its dilation (PyTorch's rule). Resolves the ambiguity of
-        strided convolutions, several input sizes of which give one output size.
+        strided convolutions, several input sizes of which give one output size. The
+        adjoint identity holds for ``a < strides``; PyTorch also allows
+        ``strides <= a < dilation``, whose extra positions get only the contributions
+        that reach them (the forward conv of that size would have more outputs).
       output_shape: the spatial output shape, instead of ``output_padding``; it must be
         one that the forward convolution maps to ``y``'s spatial shape.
       dilation: the forward convolution's dilation.
@@ -277,7 +270,7 @@ def conv_transpose(
         an ``output_padding`` too large, an unreachable ``output_shape``, or a padding
         larger than the output.
     """
-    n = _spatial_rank(y, "y")
+    n = spatial_rank(y, "y")
     check_array_rank(
         kernel,
         "kernel",
@@ -395,7 +388,7 @@ def depthwise_conv(
     Raises:
       ValueError: if the kernel is not ``(*window, 1, C * m)``, and as ``conv``.
     """
-    n = _spatial_rank(x)
+    n = spatial_rank(x)
     check_array_rank(kernel, "kernel", n + 2, "(*window, 1, C * multiplier)")
     c = x.shape[-1]
     if kernel.shape[-2] != 1 or kernel.shape[-1] % c:
@@ -531,7 +524,7 @@ def locally_connected(
     Raises:
       ValueError: if the kernel's rank, output grid or input channels do not match.
     """
-    n = _spatial_rank(x)
+    n = spatial_rank(x)
     check_array_rank(
         kernel,
         "kernel",
@@ -591,7 +584,7 @@ def tiled_conv(
     Raises:
       ValueError: if the kernels' rank or channels do not match ``x``.
     """
-    n = _spatial_rank(x)
+    n = spatial_rank(x)
     check_array_rank(
         kernels, "kernels", 2 * n + 2, f"(*tile, *window, C_in, C_out) for {n} spatial dimensions"
     )
@@ -606,6 +599,11 @@ def tiled_conv(
     x, g = _prepare(x, window, strides, padding, dilation, padding_mode)
     patches = _patches(x, g, window, precision)
     batch, *out_sp, feat = patches.shape
+    if any(t < 1 or t > o for t, o in zip(tile, out_sp)):
+        raise ValueError(
+            f"`kernels` {tuple(kernels.shape)} tile the output grid {tuple(out_sp)} with "
+            f"{tile} kernels per dimension; each tile must be between 1 and the output size"
+        )
     # Pad the output grid up to a multiple of the tile and split each axis into
     # (blocks, tile): position b * t + r uses kernel r.
     blocks = [-(-o // t) for o, t in zip(out_sp, tile)]

@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from cnn_jax.ops._validate import as_tuple, check_array_rank, is_int
+from cnn_jax.ops._validate import as_tuple, check_array_rank, is_int, spatial_rank
 from cnn_jax.ops.padding import PaddingLike, Pairs, effective_kernel_size, resolve_padding
 from cnn_jax.ops.shapes import pool_output_size
 
@@ -91,16 +91,6 @@ class _Geometry(NamedTuple):
         return o * self.strides[dim] + j * self.dilation[dim] - self.padding[dim][0]
 
 
-def _spatial_rank(x: Array, name: str = "x") -> int:
-    check_array_rank(x, name, None, "")
-    if x.ndim < 3:
-        raise ValueError(
-            f"`{name}` must have shape (N, *spatial, C) with at least one spatial dimension, "
-            f"got shape {tuple(x.shape)}"
-        )
-    return x.ndim - 2
-
-
 def _check_bool(value: Any, name: str) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"`{name}` must be a bool, got {value!r}")
@@ -116,7 +106,7 @@ def _geometry(
     ceil_mode: bool,
 ) -> _Geometry:
     """Checks the window arguments and resolves padding, overhang and output shape."""
-    n = _spatial_rank(x)
+    n = spatial_rank(x)
     w = as_tuple(window, n, "window")
     s = w if strides is None else as_tuple(strides, n, "strides")
     d = as_tuple(dilation, n, "dilation")
@@ -570,7 +560,7 @@ def max_unpool(values: Array, indices: Array, output_shape: IntOrSeq) -> Array:
         ``indices`` is concrete (not traced by ``jit``), an index out of
         ``[0, prod(output_shape))``; traced out-of-range indices are dropped.
     """
-    n = _spatial_rank(values, "values")
+    n = spatial_rank(values, "values")
     check_array_rank(indices, "indices", values.ndim, "(N, *pooled_spatial, C) like `values`")
     if tuple(indices.shape) != tuple(values.shape):
         raise ValueError(
@@ -622,7 +612,7 @@ def global_avg_pool(x: Array, keepdims: bool = False) -> Array:
     Raises:
       TypeError, ValueError: for a wrong type or rank, or a non-bool ``keepdims``.
     """
-    n = _spatial_rank(x)
+    n = spatial_rank(x)
     keepdims = _check_bool(keepdims, "keepdims")
     x = _as_float(x)
     axes = tuple(range(1, n + 1))
@@ -642,7 +632,7 @@ def global_max_pool(x: Array, keepdims: bool = False) -> Array:
     Raises:
       TypeError, ValueError: for a wrong type or rank, or a non-bool ``keepdims``.
     """
-    n = _spatial_rank(x)
+    n = spatial_rank(x)
     keepdims = _check_bool(keepdims, "keepdims")
     x = jnp.asarray(x)
     return jnp.max(x, axis=tuple(range(1, n + 1)), keepdims=keepdims)
@@ -665,7 +655,7 @@ def adaptive_bins(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _adaptive_shape(x: Array, output_size: Any) -> tuple[int, tuple[int, ...]]:
-    n = _spatial_rank(x)
+    n = spatial_rank(x)
     spatial = tuple(int(v) for v in x.shape[1:-1])
     if isinstance(output_size, Sequence) and not isinstance(output_size, str):
         if len(output_size) != n:

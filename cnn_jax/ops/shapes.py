@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
-from cnn_jax.ops._validate import as_tuple, is_int
+from cnn_jax.ops._validate import as_tuple, is_int, show
 from cnn_jax.ops.padding import (
     PaddingLike,
     Pairs,
@@ -182,7 +182,7 @@ def conv_transpose_output_size(
     if pads is None and normalize_padding_string(padding) == "SAME":  # type: ignore[arg-type]
         if any(a):
             raise ValueError(
-                f"`output_padding` (={_show(output_padding)}) must be 0 with 'SAME' padding; "
+                f"`output_padding` (={show(output_padding)}) must be 0 with 'SAME' padding; "
                 "pass `output_shape` to choose among the sizes that 'SAME' maps to one size"
             )
         return _unwrap(tuple(ii * ss for ii, ss in zip(i, s)), n_or_none is None)
@@ -199,10 +199,6 @@ def conv_transpose_output_size(
             )
         out.append(o)
     return _unwrap(tuple(out), n_or_none is None)
-
-
-def _show(value: Any) -> str:
-    return repr(tuple(value)) if isinstance(value, Sequence) else repr(value)
 
 
 def check_output_padding(

@@ -76,10 +76,6 @@ class Checkpointer:
             return
         self._manager.save(step, args=ocp.args.StandardSave(tree))
 
-    def wait(self) -> None:
-        """Blocks until pending saves are on disk."""
-        self._manager.wait_until_finished()
-
     def close(self) -> None:
         """Waits for pending saves and releases the manager."""
         self._manager.wait_until_finished()

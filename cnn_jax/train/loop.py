@@ -5,15 +5,22 @@ the batch sharded by ``NamedSharding`` (XLA inserts the cross-device reductions,
 BatchNorm statistics are global without an axis name); with ``config.parallel =
 'pmap'``, ``pmap`` with explicit ``pmean``\\s. Multi-host runs call
 ``jax.distributed.initialize`` first (``experiments/main.py`` does); each process then
-feeds its own slice of every global batch.
+feeds its own slice of every global batch. Without stochastic layers the two modes
+agree to float tolerance (tested); with dropout or augmentation, ``pmap`` draws a key
+per device, so its random masks differ from ``jit``'s (which draws them for the global
+batch, independently of the device count), though they have the same distribution.
 
 Resumption: the state is checkpointed every ``config.checkpoint_every_steps`` steps and
 at the end; a run restarted in the same ``workdir`` restores the newest checkpoint
 and continues with the same batches (the input pipeline starts at the restored step)
 and the same dropout keys (``fold_in(key, step)``), so an interrupted run ends with
 the same parameters as an uninterrupted one. SIGTERM (preemption) saves a checkpoint
-and returns. A non-finite loss or gradient stops training with a ``FloatingPointError``
-naming the step; no checkpoint is written after it, so the last one is good.
+and returns (all processes agree on it first). A non-finite loss or gradient stops
+training with a ``TrainingDivergedError`` (a ``FloatingPointError``) naming the step.
+A checkpoint is only written once its parameters are known to be good: after the next
+step's loss and gradient, computed from them, came out finite (at the end of training
+and on preemption, once the parameters themselves are finite); so a blown-up update
+never lands in the checkpoint a restart resumes from.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import os
 import signal
 import threading
 import time
+import warnings
 from typing import Any
 
 import jax
@@ -35,6 +43,7 @@ from ml_collections import ConfigDict
 
 from cnn_jax import data as data_lib
 from cnn_jax import models
+from cnn_jax.ops._validate import is_int
 from cnn_jax.train import steps
 from cnn_jax.train.checkpoint import Checkpointer
 from cnn_jax.train.metrics import MetricWriter, Progress
@@ -102,11 +111,15 @@ def validate_config(config: ConfigDict) -> None:
         "batch_size",
         "eval_batch_size",
         "checkpoint_every_steps",
+        "eval_every_steps",
         "log_every_steps",
         "keep_checkpoints",
+        "num_epochs",
+        "num_train_steps",
     ):
-        if key in config and config[key] is not None and int(config[key]) < 1:
-            raise ValueError(f"`config.{key}` (={config[key]}) must be a positive int")
+        value = config.get(key)
+        if value is not None and (not is_int(value) or value < 1):
+            raise ValueError(f"`config.{key}` (={value!r}) must be a positive int")
     n = jax.device_count()
     for key in ("batch_size", "eval_batch_size"):
         if key in config and config[key] is not None and int(config[key]) % n:
@@ -212,27 +225,66 @@ def _model(config: ConfigDict, num_classes: int) -> Any:
 
 
 def _evaluate(
-    p_eval: Any, state: TrainState, config: ConfigDict, par: _Parallel, process: tuple[int, int]
+    p_eval: Any, state: TrainState, eval_iter: Any, input_key: str, par: _Parallel
 ) -> dict[str, float]:
-    totals: dict[str, float] = {}
-    input_key = data_lib.get_dataset_info(config.dataset).input_key
-    for batch in data_lib.input_pipeline(
-        config,
-        "test",
-        rng_seed=int(config.seed),
-        process_index=process[0],
-        process_count=process[1],
-    ):
-        out = par.host(p_eval(state, par.batch(_model_inputs(batch, input_key))))
-        for k, v in out.items():
-            totals[k] = totals.get(k, 0.0) + float(v)
-    count = max(totals.get("count", 0.0), 1.0)
+    """One pass over the test split; sums stay on the device until the end."""
+    eval_iter.step = 0
+    totals = None
+    for batch in eval_iter:
+        out = p_eval(state, par.batch(_model_inputs(batch, input_key)))
+        totals = out if totals is None else jax.tree.map(jnp.add, totals, out)
+    totals = {k: float(v) for k, v in par.host(totals).items()}
+    count = max(totals["count"], 1.0)
     return {
         "loss": totals["loss"] / count,
         "accuracy": totals["top1"] / count,
         "top5_accuracy": totals["top5"] / count,
         "count": totals["count"],
     }
+
+
+def _check_schedule(schedule: Any, num_steps: int) -> None:
+    """Fails at start if the learning rate is not finite in float32 somewhere."""
+    points = np.unique(np.linspace(0, max(num_steps - 1, 0), 257).astype(np.int64))
+    with warnings.catch_warnings():  # an overflowing constant warns; it is reported below
+        warnings.simplefilter("ignore", RuntimeWarning)
+        lrs = np.asarray(jax.jit(jax.vmap(schedule))(jnp.asarray(points)), np.float64)
+    ok = np.isfinite(lrs) & (np.abs(lrs) <= np.finfo(np.float32).max)
+    if not np.all(ok):
+        first = int(np.argmin(ok))
+        raise ValueError(
+            f"the learning-rate schedule is not finite in float32 at step {int(points[first])}"
+            f" (={lrs[first]}); check `config.optim` (decay_factor, learning_rate)"
+        )
+
+
+def _agreed(flag: bool, process_count: int, sync: bool) -> bool:
+    """A preemption flag all processes agree on (any of them), exchanged at ``sync`` steps.
+
+    Every process runs the same steps, so all reach the same sync points; without this,
+    a process that saw SIGTERM would enter the (collective) checkpoint save alone.
+    """
+    if process_count == 1:
+        return flag
+    if not sync:
+        return False
+    from jax.experimental import multihost_utils
+
+    return bool(np.any(multihost_utils.process_allgather(np.asarray(flag))))
+
+
+def _check_params_finite(params: Any, step: int, last_ckpt: int | None) -> None:
+    bad = [
+        jax.tree_util.keystr(path)
+        for path, x in jax.tree_util.tree_leaves_with_path(params)
+        if not np.all(np.isfinite(x))
+    ]
+    if bad:
+        where = f"step {last_ckpt}" if last_ckpt is not None else "none was written"
+        raise TrainingDivergedError(
+            f"non-finite parameters {bad[:5]} after step {step}; training stopped, the "
+            f"last good checkpoint is {where}."
+        )
 
 
 def _augment_ops(config: ConfigDict) -> tuple[tuple[str, dict[str, Any]], ...]:
@@ -308,6 +360,7 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict[str, Any]:
 
     model = _model(config, info.num_classes)
     tx, schedule = make_optimizer(config.optim, steps_per_epoch, num_steps)
+    _check_schedule(schedule, num_steps)
     init_key, dropout_key = jax.random.split(jax.random.key(int(config.seed)))
     state = create_train_state(model, tx, init_key, (1, *input_shape))
     n_params = count_params(state.params)
@@ -319,7 +372,7 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict[str, Any]:
     if ckpt.latest_step() is not None:
         state = state.restore(ckpt.restore(state.checkpoint_tree()))
         start = int(state.step)
-    writer = MetricWriter(workdir, enabled=lead, resume_step=start if start else None)
+    writer = MetricWriter(workdir, enabled=lead, resume_step=start)
     par = _Parallel(config.get("parallel", "jit"))
     state = par.state(state)
 
@@ -345,9 +398,20 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict[str, Any]:
     train_iter.step = start
     train_iter.num_steps = None  # the loop counts the steps
     batches = par.batches(_model_inputs(b, info.input_key) for b in train_iter)
+    eval_iter = data_lib.input_pipeline(
+        config,
+        "test",
+        rng_seed=int(config.seed),
+        process_index=process[0],
+        process_count=process[1],
+    )
     progress = Progress(num_steps, start, enabled=lead and config.get("progress_bar", True))
     pending: list[tuple[int, dict[str, Any]]] = []
     last_ckpt = ckpt.latest_step()
+    # A checkpoint is written only once its parameters are known to be good: when the
+    # next step's loss and gradient, computed from them, are finite (or, at the end of
+    # training and on preemption, when the parameters themselves are finite).
+    held: tuple[int, Any] | None = None
     compile_s = None
     t_window, n_window = time.perf_counter(), 0
     train_time = 0.0
@@ -367,6 +431,10 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict[str, Any]:
                 step += 1
                 n_window += 1
                 pending.append((step, metrics))
+                if held is not None:
+                    _check_finite([(step, par.host(metrics))], last_ckpt)
+                    ckpt.save(*held)
+                    last_ckpt, held = held[0], None
                 if step % log_every == 0 or step == num_steps:
                     host = [(s, par.host(m)) for s, m in pending]
                     _check_finite(host, last_ckpt)
@@ -379,7 +447,8 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict[str, Any]:
                     progress.update(step, {"loss": means["loss"], "lr": means["learning_rate"]})
                     t_window, n_window = time.perf_counter(), 0
                 if step % eval_every == 0 or step == num_steps:
-                    test_metrics = _evaluate(p_eval, state, config, par, process)
+                    t_eval = time.perf_counter()
+                    test_metrics = _evaluate(p_eval, state, eval_iter, info.input_key, par)
                     writer.write(step, "test", test_metrics)
                     if lead:
                         print(
@@ -388,12 +457,19 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict[str, Any]:
                             f"{100 * test_metrics['top5_accuracy']:.2f}%",
                             flush=True,
                         )
-                    t_window = time.perf_counter()
-                if preemption.requested or step % ckpt_every == 0 or step == num_steps:
+                    t_window += time.perf_counter() - t_eval  # evaluation is not training
+                sync = step % log_every == 0 or step % ckpt_every == 0
+                stop = _agreed(preemption.requested, process[1], sync)
+                if stop or step % ckpt_every == 0 or step == num_steps:
                     _check_finite([(s, par.host(m)) for s, m in pending], last_ckpt)
-                    ckpt.save(step, par.unreplicate(state).checkpoint_tree())
-                    last_ckpt = step
-                if preemption.requested:
+                    tree = jax.device_get(par.unreplicate(state).checkpoint_tree())
+                    if stop or step == num_steps:
+                        _check_params_finite(tree["params"], step, last_ckpt)
+                        ckpt.save(step, tree)
+                        last_ckpt = step
+                    else:
+                        held = (step, tree)
+                if stop:
                     preempted = True
                     if lead:
                         print(

@@ -78,7 +78,7 @@ def train_step(
 
     Returns:
       ``(new_state, metrics)`` with metrics ``loss``, ``accuracy``, ``grad_norm``,
-      ``learning_rate``.
+      ``learning_rate`` (the schedule's, times the ``reduce_on_plateau`` scale).
     """
     rng = jax.random.fold_in(base_key, state.step)
     if axis_name is not None:
@@ -119,7 +119,8 @@ def train_step(
         "loss": loss,
         "accuracy": accuracy,
         "grad_norm": optax.tree.norm(grads),
-        "learning_rate": jnp.asarray(schedule(state.step), jnp.float32),
+        "learning_rate": jnp.asarray(schedule(state.step), jnp.float32)
+        * (optax.tree_utils.tree_get(opt_state, "scale") if uses_plateau else 1.0),
     }
     return new_state, metrics
 
