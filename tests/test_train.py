@@ -267,6 +267,16 @@ def test_config_variants():
     assert lenet5_mnist.get_config("modern,runlocal").num_train_steps == 20
     with pytest.raises(ValueError, match="unknown config variant"):
         lenet5_mnist.get_config("big")
+    from experiments.configs import cnn_mnist
+
+    for config in (
+        cnn_mnist.get_config(),
+        cnn_mnist.get_config("runlocal"),
+        lenet5_mnist.get_config(),
+        lenet5_mnist.get_config("modern"),
+    ):
+        validate_config(config)  # every shipped config passes its own checks
+    assert cnn_mnist.get_config("runlocal").num_train_steps == 20
 
 
 # --- subprocess runs: the launcher, kill/resume, SIGTERM, device counts -----------------
