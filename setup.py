@@ -24,6 +24,8 @@ INSTALL_REQUIRES = [
     # tensorflow-datasets imports it when preparing data but declares it only for py<3.9
     "importlib_resources>=6,<8",
     "tensorboard>=2.16,<3",  # event files (no TensorFlow needed)
+    "safetensors>=0.4,<1",  # weight files without pickles
+    "h5py>=3.10,<4",  # Keras weight files
 ]
 
 EXTRAS_REQUIRE = {
@@ -31,10 +33,12 @@ EXTRAS_REQUIRE = {
         "pytest>=9.0,<10",
         "scipy>=1.14,<2",
         "ruff>=0.17,<0.18",  # tests/test_repo.py checks the tree is ruff-clean
+        "keras>=3.15,<4",  # reference for the Keras-converted models (JAX backend)
     ],
-    # PyTorch CPU as a reference implementation in tests; install it with
-    # `pip install torch==2.13.0` (see .ci/run), it is never imported by the library.
-    "torch": ["torch>=2.13,<2.15"],
+    # PyTorch CPU as a reference implementation in tests and the reader of .pth weight
+    # files; install it with `pip install torch==2.13.0 torchvision==0.28.0` (see
+    # .ci/run). The library imports it only to read a .pth file.
+    "torch": ["torch>=2.13,<2.15", "torchvision>=0.28,<0.30"],
     "dev": [
         "pytest>=9.0,<10",
         "scipy>=1.14,<2",
