@@ -37,6 +37,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
+from flax import traverse_util
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 from ml_collections import ConfigDict
@@ -44,7 +46,7 @@ from ml_collections import ConfigDict
 from cnn_jax import data as data_lib
 from cnn_jax import models
 from cnn_jax.ops._validate import is_int
-from cnn_jax.train import steps
+from cnn_jax.train import steps, transfer
 from cnn_jax.train.checkpoint import Checkpointer
 from cnn_jax.train.metrics import MetricWriter, Progress
 from cnn_jax.train.optim import OPTIM_KEYS, make_optimizer
@@ -83,6 +85,9 @@ KNOWN_KEYS = frozenset(
         "checkpoint_every_steps",
         "keep_checkpoints",
         "progress_bar",
+        "aux_loss_weight",
+        "freeze",
+        "init_from",
     }
 )
 
@@ -224,6 +229,58 @@ def _model(config: ConfigDict, num_classes: int) -> Any:
     return models.get_model(config.model, **kwargs)
 
 
+def _init_from(init: Any, state: TrainState) -> TrainState:
+    """Loads torchvision/Keras weights into a fresh state (``config.init_from``)."""
+    from cnn_jax import weights
+
+    unknown = sorted(set(init.keys()) - {"source", "name", "path", "reinit"})
+    if unknown:
+        raise ValueError(
+            f"config.init_from has unknown keys {unknown}; known: name, path, reinit, source"
+        )
+    source = init.get("source", "torchvision")
+    if source not in ("torchvision", "keras"):
+        raise ValueError(
+            f"`config.init_from.source` (={source!r}) must be 'torchvision' or 'keras'"
+        )
+    specs = weights.torchvision_specs() if source == "torchvision" else weights.keras_specs()
+    if init.get("name") not in specs:
+        raise ValueError(
+            f"`config.init_from.name` (={init.get('name')!r}) is not a {source} model; "
+            f"known: {', '.join(sorted(specs))}"
+        )
+    spec = specs[init.name]
+    path = init.get("path")
+    if not path or not os.path.isfile(path):
+        raise ValueError(
+            f"`config.init_from.path` (={path!r}) is not a file; make one with "
+            f"`python -m experiments.make_init_weights --model={init.name} --out=PATH`"
+        )
+    reinit = tuple(init.get("reinit", ()) or ())
+    template = state.variables()
+    if source == "torchvision":
+        loaded = weights.from_torch(
+            weights.load_state_dict(path),
+            template,
+            key_fn=spec.key_fn,
+            transforms=spec.transforms,
+            exclude=reinit,
+        )
+    else:
+        loaded = weights.from_keras(
+            weights.load_keras_weights(path), template, key_fn=spec.key_fn, exclude=reinit
+        )
+    flat = traverse_util.flatten_dict(template)
+    flat.update(traverse_util.flatten_dict(loaded))
+    merged = jax.tree.map(jnp.asarray, traverse_util.unflatten_dict(flat))
+    params = merged["params"]
+    return state.replace(
+        params=params,
+        batch_stats=merged.get("batch_stats", state.batch_stats),
+        opt_state=state.tx.init(params),
+    )
+
+
 def _evaluate(
     p_eval: Any, state: TrainState, eval_iter: Any, input_key: str, par: _Parallel
 ) -> dict[str, float]:
@@ -362,6 +419,12 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict[str, Any]:
     tx, schedule = make_optimizer(config.optim, steps_per_epoch, num_steps)
     _check_schedule(schedule, num_steps)
     init_key, dropout_key = jax.random.split(jax.random.key(int(config.seed)))
+    freeze = tuple(config.get("freeze", ()) or ())
+    if freeze:
+        tx = optax.multi_transform(
+            {"trainable": tx, "frozen": optax.set_to_zero()},
+            functools.partial(transfer.freeze_labels, patterns=freeze),
+        )
     state = create_train_state(model, tx, init_key, (1, *input_shape))
     n_params = count_params(state.params)
 
@@ -372,6 +435,8 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict[str, Any]:
     if ckpt.latest_step() is not None:
         state = state.restore(ckpt.restore(state.checkpoint_tree()))
         start = int(state.step)
+    elif config.get("init_from"):
+        state = _init_from(config.init_from, state)
     writer = MetricWriter(workdir, enabled=lead, resume_step=start)
     par = _Parallel(config.get("parallel", "jit"))
     state = par.state(state)
@@ -383,6 +448,8 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict[str, Any]:
         label_smoothing=float(config.get("label_smoothing", 0.0)),
         augment_ops=_augment_ops(config),
         uses_plateau=bool(config.optim.get("reduce_on_plateau", False)),
+        aux_loss_weight=float(config.get("aux_loss_weight", 0.0) or 0.0),
+        frozen=freeze,
     )
     p_train = par.compile_train(train_fn)
     p_eval = par.compile_eval(steps.eval_step)

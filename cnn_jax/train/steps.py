@@ -10,6 +10,7 @@ import optax
 from jax import lax
 
 from cnn_jax.train.state import TrainState
+from cnn_jax.train.transfer import frozen_batch_norm
 
 __all__ = ["cross_entropy", "eval_step", "train_step"]
 
@@ -58,6 +59,8 @@ def train_step(
     axis_name: str | None = None,
     uses_plateau: bool = False,
     augment_ops: tuple[tuple[str, dict[str, Any]], ...] = (),
+    aux_loss_weight: float = 0.0,
+    frozen: tuple[str, ...] = (),
 ) -> tuple[TrainState, dict[str, Array]]:
     """One optimizer step on a batch.
 
@@ -75,6 +78,13 @@ def train_step(
       uses_plateau: pass the loss to the optimizer (``reduce_on_plateau``).
       augment_ops: on-device augmentations (``cnn_jax.data.augment``), drawn from the
         step's key.
+      aux_loss_weight: weight of the cross-entropy of every auxiliary classifier (the
+        model's features whose names start with ``aux_logits``, e.g. GoogLeNet's two
+        heads with weight 0.3) added to the loss; the reported ``loss`` includes it and
+        ``main_loss`` is the main head's alone.
+      frozen: module-path patterns whose batch normalization runs in inference mode
+        (``cnn_jax.train.transfer.frozen_batch_norm``); the parameters are frozen by
+        the optimizer.
 
     Returns:
       ``(new_state, metrics)`` with metrics ``loss``, ``accuracy``, ``grad_norm``,
@@ -90,24 +100,34 @@ def train_step(
 
         images = augment(images, augment_rng, augment_ops)
 
-    def loss_fn(params: Any) -> tuple[Array, tuple[Array, Any]]:
+    def loss_fn(params: Any) -> tuple[Array, tuple[Array, Array, Any]]:
         mutable = ["batch_stats"] if state.batch_stats else []
-        out = state.apply_fn(
-            state.variables(params),
-            images,
-            train=True,
-            rngs={"dropout": dropout_rng},
-            mutable=mutable,
-        )
-        (logits, _), updates = out
-        loss = jnp.mean(cross_entropy(logits, batch["label"], label_smoothing))
-        return loss, (logits, updates)
+        with frozen_batch_norm(frozen):
+            out = state.apply_fn(
+                state.variables(params),
+                images,
+                train=True,
+                rngs={"dropout": dropout_rng},
+                mutable=mutable,
+            )
+        (logits, features), updates = out
+        main = jnp.mean(cross_entropy(logits, batch["label"], label_smoothing))
+        loss = main
+        if aux_loss_weight:
+            aux = [v for k, v in sorted(features.items()) if k.startswith("aux_logits")]
+            for a in aux:
+                loss += aux_loss_weight * jnp.mean(
+                    cross_entropy(a, batch["label"], label_smoothing)
+                )
+        return loss, (main, logits, updates)
 
-    (loss, (logits, updates)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    (loss, (main_loss, logits, updates)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        state.params
+    )
     accuracy = jnp.mean(jnp.argmax(logits, -1) == batch["label"])
     if axis_name is not None:
         grads = lax.pmean(grads, axis_name)
-        loss, accuracy = lax.pmean((loss, accuracy), axis_name)
+        loss, main_loss, accuracy = lax.pmean((loss, main_loss, accuracy), axis_name)
     extra = {"value": loss} if uses_plateau else {}
     updates_, opt_state = state.tx.update(grads, state.opt_state, state.params, **extra)
     new_state = state.replace(
@@ -118,6 +138,7 @@ def train_step(
     metrics = {
         "loss": loss,
         "accuracy": accuracy,
+        **({"main_loss": main_loss} if aux_loss_weight else {}),
         "grad_norm": optax.tree.norm(grads),
         "learning_rate": jnp.asarray(schedule(state.step), jnp.float32)
         * (optax.tree_utils.tree_get(opt_state, "scale") if uses_plateau else 1.0),
