@@ -71,6 +71,7 @@ import numpy as np
 
 from cnn_jax.data import text
 from cnn_jax.data.archive import iter_archive_files
+from cnn_jax.data.imagenet import imagenet_arrays, synthetic
 from cnn_jax.data.paths import DatasetNotFoundError, resolve_cache_dir, resolve_data_dir
 from cnn_jax.ops._validate import is_int
 
@@ -199,9 +200,41 @@ DATASETS: dict[str, DatasetInfo] = {
         tfds_name="rt_polarity",
         options={"max_length": None, "min_count": 1, "seed": 0, "fold": 0},
     ),
+    "imagenet2012": DatasetInfo(
+        name="imagenet2012",
+        description="ImageNet ILSVRC-2012, 1000 classes; decoded and augmented lazily",
+        input_key="image",
+        num_classes=1000,
+        class_names=(),
+        split_sizes={"train": 1_281_167, "test": 50_000},
+        files=(),
+        how_to_get=(
+            "the ILSVRC-2012 train and validation images in class folders, "
+            "imagenet2012/{train,val}/<wnid>/*.JPEG"
+        ),
+        tfds_name="imagenet2012",
+        options={"image_size": 224, "resize_size": None, "seed": 0, "num_workers": 8},
+    ),
+    "synthetic": DatasetInfo(
+        name="synthetic",
+        description="synthetic images: a colour pattern per class plus noise (runlocal)",
+        input_key="image",
+        num_classes=10,
+        class_names=tuple(str(d) for d in range(10)),
+        split_sizes={"train": 512, "test": 128},
+        files=(),
+        how_to_get="nothing: generated",
+        tfds_name="",
+        options={"image_size": 32, "channels": 3, "train_size": 512, "test_size": 128, "seed": 0},
+    ),
 }
 
-_ALIASES = {"spoken_digit": "fsdd", "rt_polarity": "mr", "cifar-10": "cifar10"}
+_ALIASES = {
+    "spoken_digit": "fsdd",
+    "rt_polarity": "mr",
+    "cifar-10": "cifar10",
+    "imagenet": "imagenet2012",
+}
 
 MR_NUM_FOLDS = 10
 
@@ -255,6 +288,15 @@ def _check_options(info: DatasetInfo, options: Mapping[str, Any]) -> dict[str, A
             raise TypeError(f"`seed` (={opts['seed']!r}) must be an int")
         if not is_int(opts["fold"]) or not 0 <= opts["fold"] < MR_NUM_FOLDS:
             raise ValueError(f"`fold` (={opts['fold']!r}) must be an int in [0, {MR_NUM_FOLDS})")
+    elif info.name in ("imagenet2012", "synthetic"):
+        for key, value in opts.items():
+            if key == "resize_size" and value is None:
+                continue
+            if key == "seed":
+                if not is_int(value) or value < 0:
+                    raise ValueError(f"`seed` (={value!r}) must be a non-negative int")
+            elif not is_int(value) or value < 1:
+                raise ValueError(f"`{key}` (={value!r}) must be a positive int")
     return {k: (int(v) if is_int(v) else v) for k, v in opts.items()}
 
 
@@ -674,6 +716,20 @@ def load_dataset(
         says which file to put where, and how to use tfds instead.
       ImportError: if ``source='tfds'`` must prepare a data set and TensorFlow is missing.
     """
+    info = get_dataset_info(name)
+    if info.name == "synthetic":
+        opts = _check_options(info, options)
+        return synthetic(_check_split(info, split), num_classes=info.num_classes, **opts)
+    if info.name == "imagenet2012":
+        opts = _check_options(info, options)
+        root, _ = resolve_data_dir(data_dir)
+        return imagenet_arrays(
+            _check_split(info, split),
+            root,
+            source=_check_source(source),
+            tfds_data_dir=None if tfds_data_dir is None else os.fspath(tfds_data_dir),
+            **opts,
+        )
     arrays, _ = _load_all(
         name, split, data_dir, cache_dir, source, tfds_data_dir, use_cache, options
     )

@@ -123,7 +123,10 @@ class BatchIterator(Iterator[Batch]):
                 f"the data ({n} examples) must have at least one example per process "
                 f"(`process_count`={process_count})"
             )
-        self._arrays = {k: np.asarray(v) for k, v in arrays.items()}
+        # A column with ``take(indices, epoch)`` (e.g. ImageNet's lazily decoded images)
+        # is asked for each batch's examples; anything else is an in-memory array.
+        self._arrays = {k: v if hasattr(v, "take") and not isinstance(v, np.ndarray)
+                        else np.asarray(v) for k, v in arrays.items()}  # fmt: skip
         self.batch_size = int(batch_size)
         self.training = bool(training)
         self._shuffle = self.training if shuffle is None else bool(shuffle)
@@ -156,6 +159,12 @@ class BatchIterator(Iterator[Batch]):
             self._order_epoch = epoch
         return self._order
 
+    @staticmethod
+    def _take(column: Any, idx: np.ndarray, epoch: int) -> np.ndarray:
+        if isinstance(column, np.ndarray):
+            return column[idx]
+        return column.take(idx, epoch)
+
     def batch_at(self, step: int) -> Batch:
         """The batch of a given step, computed directly (no iteration).
 
@@ -174,14 +183,14 @@ class BatchIterator(Iterator[Batch]):
         pos = self._epoch_order(epoch)[start : start + self.batch_size]
         idx = self._indices[pos]
         if self.training:
-            batch = {k: v[idx] for k, v in self._arrays.items()}
+            batch = {k: self._take(v, idx, epoch) for k, v in self._arrays.items()}
         else:
             valid = len(idx)
             full = np.zeros((self.batch_size,), np.int64)
             full[:valid] = idx
             batch = {}
             for k, v in self._arrays.items():
-                b = v[full]
+                b = np.array(self._take(v, full, epoch))
                 b[valid:] = 0
                 batch[k] = b
             batch["mask"] = np.arange(self.batch_size) < valid
