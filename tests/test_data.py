@@ -193,8 +193,8 @@ def test_data_dir_from_environment(tmp_path, monkeypatch):
 
 
 def test_bad_names_splits_sources_and_options(tmp_path):
-    with pytest.raises(ValueError, match=r"unknown data set `name` \(='imagenet'\)"):
-        load_dataset("imagenet", "train")
+    with pytest.raises(ValueError, match=r"unknown data set `name` \(='imagenet21k'\)"):
+        load_dataset("imagenet21k", "train")
     with pytest.raises(ValueError, match=r"`split` \(='validation'\)"):
         load_dataset("mnist", "validation")
     with pytest.raises(ValueError, match=r"`source` \(='hub'\)"):
