@@ -108,8 +108,10 @@ def frozen_batch_norm(patterns: Sequence[str]) -> Iterator[None]:
     """Runs the ``cnn_jax.layers.BatchNorm`` modules under ``patterns`` in inference mode.
 
     Inside the context (it acts while a model is traced or applied), a ``BatchNorm``
-    whose ``/``-joined module path matches a pattern is called with ``train=False``:
-    it normalizes with its running statistics and does not update them.
+    whose module path, ``/``-joined and followed by ``/`` (``"layer1_0/bn1/"``), matches
+    a pattern is called with ``train=False``: it normalizes with its running statistics
+    and does not update them. The trailing ``/`` lets the patterns given for the
+    parameters (``"^bn1/"`` matches ``"bn1/scale"``) select their module too.
 
     Args:
       patterns: regular expressions on module paths (e.g. those given to
@@ -126,7 +128,7 @@ def frozen_batch_norm(patterns: Sequence[str]) -> Iterator[None]:
             patterns
             and isinstance(module, BatchNorm)
             and context.method_name == "__call__"
-            and _matches("/".join(module.path), patterns)
+            and _matches("/".join(module.path) + "/", patterns)
         ):
             if len(args) > 1:
                 args = (args[0], False, *args[2:])
