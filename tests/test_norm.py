@@ -67,9 +67,10 @@ def as_np(tree):
 
 @pytest.mark.parametrize("shape", [(16, 3), (4, 7, 3), (2, 4, 5, 3), (2, 3, 3, 3, 2)])
 @pytest.mark.parametrize("unbiased", [True, False])
-def test_batch_norm_matches_numpy_over_steps(rng, shape, unbiased):
+@pytest.mark.parametrize("fast", [False, True])
+def test_batch_norm_matches_numpy_over_steps(rng, shape, unbiased, fast):
     channels = shape[-1]
-    model = BatchNorm(momentum=0.8, epsilon=1e-3, unbiased_running_var=unbiased)
+    model = BatchNorm(momentum=0.8, epsilon=1e-3, unbiased_running_var=unbiased, fast_variance=fast)
     variables = random_variables(rng, channels)
     ref = {k: np.asarray(v, np.float64) for k, v in variables["batch_stats"].items()}
     scale, bias = (np.asarray(variables["params"][k]) for k in ("scale", "bias"))
@@ -212,13 +213,16 @@ def _pmapped_step(model):
     return jax.pmap(lambda v, x: train_step(model, v, x), axis_name="batch", in_axes=(None, 0))
 
 
-def test_batch_norm_pmap_equals_whole_batch(rng):
+@pytest.mark.parametrize("fast", [False, True])
+def test_batch_norm_pmap_equals_whole_batch(rng, fast):
     n = NUM_CPU_DEVICES
     assert jax.device_count() == n
     x = rng.normal(1.0, 2.0, (n * 3, 4, 4, 3)).astype(np.float32)
     variables = random_variables(rng, 3)
     y_ref, v_ref = train_step(BatchNorm(), variables, x)
-    y, v = _pmapped_step(BatchNorm(axis_name="batch"))(variables, x.reshape(n, 3, 4, 4, 3))
+    y, v = _pmapped_step(BatchNorm(axis_name="batch", fast_variance=fast))(
+        variables, x.reshape(n, 3, 4, 4, 3)
+    )
     np.testing.assert_allclose(np.asarray(y).reshape(x.shape), y_ref, rtol=1e-5, atol=1e-5)
     for k in ("mean", "var"):
         stats = np.asarray(v["batch_stats"][k])

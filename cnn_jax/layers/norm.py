@@ -131,6 +131,11 @@ class BatchNorm(nn.Module):
         independently (see ``jax.lax.psum``), e.g. ``[[0, 1], [2, 3]]``.
       unbiased_running_var: whether the running variance accumulates the unbiased
         batch variance (default, PyTorch) or the biased one (flax).
+      fast_variance: compute the batch variance in one pass over the data as
+        ``E[x^2] - E[x]^2`` (clamped at 0, in float32 or wider), as flax does by
+        default, instead of ``E[(x - E[x])^2]`` (two passes, more accurate when
+        ``|mean| >> std``). One pass reads the activations once: ResNet-50 training on
+        an H100 ran about 9% faster with it (docs/RESULTS.md).
     """
 
     momentum: float = 0.9
@@ -144,6 +149,7 @@ class BatchNorm(nn.Module):
     axis_name: str | None = None
     axis_index_groups: Sequence[Sequence[int]] | None = None
     unbiased_running_var: bool = True
+    fast_variance: bool = False
 
     def __post_init__(self) -> None:
         if not _is_real(self.momentum) or not 0 <= self.momentum < 1:
@@ -203,9 +209,17 @@ class BatchNorm(nn.Module):
             mean = jnp.mean(xs, axis=reduce_axes)
             if cross:
                 mean = lax.pmean(mean, self.axis_name, axis_index_groups=self.axis_index_groups)
-            var = jnp.mean(jnp.square(xs - mean), axis=reduce_axes)
-            if cross:
-                var = lax.pmean(var, self.axis_name, axis_index_groups=self.axis_index_groups)
+            if self.fast_variance:
+                mean_sq = jnp.mean(jnp.square(xs), axis=reduce_axes)
+                if cross:
+                    mean_sq = lax.pmean(
+                        mean_sq, self.axis_name, axis_index_groups=self.axis_index_groups
+                    )
+                var = jnp.maximum(mean_sq - jnp.square(mean), 0.0)
+            else:
+                var = jnp.mean(jnp.square(xs - mean), axis=reduce_axes)
+                if cross:
+                    var = lax.pmean(var, self.axis_name, axis_index_groups=self.axis_index_groups)
             if not self.is_initializing():
                 correction = count / max(count - 1, 1) if self.unbiased_running_var else 1.0
                 m = self.momentum

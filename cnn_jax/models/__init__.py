@@ -1,22 +1,157 @@
-"""Model families. Every model is ``__call__(x, train) -> (logits, features)``."""
+"""Model families. Every model is ``__call__(x, train) -> (logits, features)``.
+
+Each family lives in its own file; named variants are ``functools.partial``s of the
+family's module, importable here under the names people know (``ResNet50``,
+``VGG16BN``, ...) and registered in ``MODELS`` under the lower-case names configs use
+(torchvision's constructor names where torchvision has the model).
+"""
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import flax.linen as nn
 
+from cnn_jax.models.alexnet import AlexNet, AlexNetPaper, ZFNet
+from cnn_jax.models.densenet import DenseNet, DenseNet121, DenseNet161, DenseNet169, DenseNet201
+from cnn_jax.models.googlenet import GoogLeNet
+from cnn_jax.models.inception import InceptionV3
 from cnn_jax.models.lenet import LeNet5, LeNet5Modern
+from cnn_jax.models.resnet import (
+    ResNet,
+    ResNet18,
+    ResNet20,
+    ResNet32,
+    ResNet34,
+    ResNet44,
+    ResNet50,
+    ResNet50V2,
+    ResNet56,
+    ResNet101,
+    ResNet101V2,
+    ResNet110,
+    ResNet152,
+    ResNet152V2,
+    ResNetCifar,
+    ResNetV2,
+)
 from cnn_jax.models.simple import CNNMnist
+from cnn_jax.models.vgg import (
+    VGG,
+    VGG11,
+    VGG11BN,
+    VGG13,
+    VGG13BN,
+    VGG16,
+    VGG16BN,
+    VGG19,
+    VGG19BN,
+)
+from cnn_jax.models.xception import Xception
 
-__all__ = ["MODELS", "CNNMnist", "LeNet5", "LeNet5Modern", "get_model"]
+__all__ = [
+    "MODELS",
+    "VGG",
+    "VGG11",
+    "VGG11BN",
+    "VGG13",
+    "VGG13BN",
+    "VGG16",
+    "VGG16BN",
+    "VGG19",
+    "VGG19BN",
+    "AlexNet",
+    "AlexNetPaper",
+    "CNNMnist",
+    "DenseNet",
+    "DenseNet121",
+    "DenseNet161",
+    "DenseNet169",
+    "DenseNet201",
+    "GoogLeNet",
+    "InceptionV3",
+    "LeNet5",
+    "LeNet5Modern",
+    "ResNet",
+    "ResNet18",
+    "ResNet20",
+    "ResNet32",
+    "ResNet34",
+    "ResNet44",
+    "ResNet50",
+    "ResNet50V2",
+    "ResNet56",
+    "ResNet101",
+    "ResNet101V2",
+    "ResNet110",
+    "ResNet152",
+    "ResNet152V2",
+    "ResNetCifar",
+    "ResNetV2",
+    "Xception",
+    "ZFNet",
+    "get_model",
+    "model_class",
+]
 
 #: Models by the names configs use.
-MODELS: dict[str, type[nn.Module]] = {
+MODELS: dict[str, Any] = {
     "lenet5": LeNet5,
     "lenet5_modern": LeNet5Modern,
     "cnn_mnist": CNNMnist,
+    "alexnet": AlexNet,
+    "alexnet_paper": AlexNetPaper,
+    "zfnet": ZFNet,
+    "vgg11": VGG11,
+    "vgg13": VGG13,
+    "vgg16": VGG16,
+    "vgg19": VGG19,
+    "vgg11_bn": VGG11BN,
+    "vgg13_bn": VGG13BN,
+    "vgg16_bn": VGG16BN,
+    "vgg19_bn": VGG19BN,
+    "googlenet": GoogLeNet,
+    "inception_v3": InceptionV3,
+    "xception": Xception,
+    "resnet18": ResNet18,
+    "resnet34": ResNet34,
+    "resnet50": ResNet50,
+    "resnet101": ResNet101,
+    "resnet152": ResNet152,
+    "resnet50_v2": ResNet50V2,
+    "resnet101_v2": ResNet101V2,
+    "resnet152_v2": ResNet152V2,
+    "resnet20": ResNet20,
+    "resnet32": ResNet32,
+    "resnet44": ResNet44,
+    "resnet56": ResNet56,
+    "resnet110": ResNet110,
+    "densenet121": DenseNet121,
+    "densenet169": DenseNet169,
+    "densenet201": DenseNet201,
+    "densenet161": DenseNet161,
 }
+
+
+def model_class(name: str) -> type[nn.Module]:
+    """The flax module class behind a registered name (through any partials).
+
+    Args:
+      name: a key of ``MODELS``.
+
+    Returns:
+      The class.
+
+    Raises:
+      ValueError: for an unknown name.
+    """
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; known: {', '.join(sorted(MODELS))}")
+    cls = MODELS[name]
+    while isinstance(cls, functools.partial):
+        cls = cls.func
+    return cls
 
 
 def get_model(name: str, **kwargs: Any) -> nn.Module:
@@ -24,7 +159,8 @@ def get_model(name: str, **kwargs: Any) -> nn.Module:
 
     Args:
       name: a key of ``MODELS``.
-      **kwargs: the model's attributes (``num_classes``, ``dtype``, ...).
+      **kwargs: the model's attributes (``num_classes``, ``dtype``, ...), overriding
+        the variant's.
 
     Returns:
       The flax module.
@@ -33,13 +169,11 @@ def get_model(name: str, **kwargs: Any) -> nn.Module:
       ValueError: for an unknown name.
       TypeError: for attributes the model does not have.
     """
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; known: {', '.join(sorted(MODELS))}")
-    cls = MODELS[name]
+    cls = model_class(name)
     fields = set(cls.__dataclass_fields__) - {"parent", "name"}
     unknown = set(kwargs) - fields
     if unknown:
         raise TypeError(
             f"model {name!r} has no attributes {sorted(unknown)}; it takes {sorted(fields)}"
         )
-    return cls(**kwargs)
+    return MODELS[name](**kwargs)

@@ -217,7 +217,7 @@ def _model(config: ConfigDict, num_classes: int) -> Any:
     kwargs.setdefault("num_classes", num_classes)
     if config.get("half_precision", False):
         kwargs["dtype"] = jnp.bfloat16
-    cls = models.MODELS.get(config.model)
+    cls = models.model_class(config.model) if config.model in models.MODELS else None
     if (
         config.get("parallel", "jit") == "pmap"
         and cls is not None

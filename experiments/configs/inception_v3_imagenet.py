@@ -4,7 +4,8 @@ Command:
   python -m experiments.main --config=experiments/configs/inception_v3_imagenet.py \
       --workdir=runs/inception_v3_imagenet
 
-Variants: ``runlocal`` (a few steps on 80x80 synthetic images; the network needs >= 75).
+Variants: ``runlocal`` (a few steps on 80x80 synthetic images, without the auxiliary
+head: the network takes inputs from 75x75, its auxiliary head needs 299x299).
 
 Recipe (section 8): 299x299 inputs; RMSProp with decay 0.9 and epsilon 1.0, learning
 rate 0.045 decayed by 0.94 every two epochs (here continuously, 0.94^(1/2) per
@@ -40,4 +41,5 @@ def get_config(arg: str | None = None):
     c.optim.decay_factor = 0.94**0.5
     if "runlocal" in variants:
         imagenet_runlocal(c, image_size=80)
+        c.model_kwargs.aux_logits = False
     return c
