@@ -22,8 +22,8 @@ measured in the same process, for a same-GPU reference.
 from __future__ import annotations
 
 import argparse
-import functools
 import datetime
+import functools
 import json
 import time
 from typing import Any
