@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from cnn_jax.ops import fast
 from cnn_jax.ops._validate import as_tuple, check_array_rank, is_int, spatial_rank
 from cnn_jax.ops.padding import PaddingLike, Pairs, effective_kernel_size, resolve_padding
 from cnn_jax.ops.shapes import pool_output_size
@@ -276,7 +277,7 @@ def max_pool(
     x = jnp.asarray(x)
     if not jnp.issubdtype(x.dtype, jnp.inexact):  # not differentiable
         return _max_values(x, g=g)
-    return _max_pool(x, g)
+    return _max_pool(x, g, fast.fast_path_enabled("max_pool"))
 
 
 @_jit("g")
@@ -284,17 +285,22 @@ def _max_values(x: Array, g: _Geometry) -> Array:
     return _crop(lax.reduce_window(x, _lowest(x.dtype), lax.max, **g.lax_args()), g)
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
-def _max_pool(x: Array, g: _Geometry) -> Array:
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2))
+def _max_pool(x: Array, g: _Geometry, fast_tangent: bool) -> Array:
     return _max_values(x, g=g)
 
 
 @_max_pool.defjvp
-def _max_pool_jvp(g: _Geometry, primals: tuple[Array], tangents: tuple[Array]):
+def _max_pool_jvp(
+    g: _Geometry, fast_tangent: bool, primals: tuple[Array], tangents: tuple[Array]
+):
     (x,), (t,) = primals, tangents
     _, indices = _max_indices(x, g=g)
+    # The same tangent either way; the fast one transposes to pads instead of a
+    # scatter (`cnn_jax.ops.fast.max_pool_tangent`, switched by `use_fast_paths`).
+    tangent = fast.max_pool_tangent(t, indices, g) if fast_tangent else _gather_max(t, indices)
     # The primal through `_max_pool` again, so that higher derivatives use this rule too.
-    return _max_pool(x, g), _gather_max(t, indices)
+    return _max_pool(x, g, fast_tangent), tangent
 
 
 def avg_pool(

@@ -33,7 +33,7 @@ def get_config(arg: str | None = None):
     if "two_tower" in variants:
         if "paper" not in variants:
             raise ValueError("variant 'two_tower' needs 'paper'")
-        c.model_kwargs.groups = 2
+        c.model_kwargs.two_tower = True
     c.batch_size = 128
     c.num_epochs = 90
     c.optim.name = "sgd"
