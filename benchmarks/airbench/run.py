@@ -1,0 +1,489 @@
+r"""airbench94 side by side: JAX (cnn_jax) against the PyTorch reference, same data, same job.
+
+Run from the repository root::
+
+    python -m benchmarks.airbench.run --framework=both --seeds=10 \
+        --data_dir=<folder holding cifar10_jpeg.tar.gz> --out=airbench.json
+
+What it does:
+
+1. Loads CIFAR-10 once (:mod:`benchmarks.airbench.data`; ``--synthetic`` for random data
+   in smoke tests) and hands the same uint8 arrays to every contestant.
+2. Starts every contestant (PyTorch ``eager`` and/or ``compile``; one JAX contestant per
+   combination of ``--jax_dtype``/``--jax_pool``/``--jax_bn``/``--jax_loop``), each in
+   its own process by default (``spawn``; ``--same_process`` to keep them all in this
+   one): separate processes keep the two frameworks' CUDA libraries and memory pools
+   apart. JAX runs with ``XLA_PYTHON_CLIENT_PREALLOCATE=false`` unless set otherwise.
+3. Set-up, reported and never timed: JAX compiles all its programs ahead of time
+   (``jit(...).lower(...).compile()``, the compile time is printed); then every contestant
+   does one warm-up run on random labels (the script's ``main('warmup')``: cuDNN
+   autotuning for PyTorch, first-execution costs for both). ``--no_warmup`` skips it.
+4. Runs the seeds interleaved: seed 0 of every contestant, then seed 1, ... The time of
+   a run is the recipe's: whitening init + every epoch's training + the TTA evaluation,
+   each closed by a synchronization (``jax.block_until_ready``,
+   ``torch.cuda.synchronize``); compile, warm-up, data transfer and the optional
+   per-epoch evaluation (``--epoch_eval``) are outside it.
+5. Prints every run and a summary (mean/std of the TTA accuracy, mean/median time, and
+   the time ratio of each contestant to the first PyTorch one: ratio of the mean
+   times and the median/min/max of the per-seed ratios), and writes all of it as JSON
+   to ``--out``.
+
+A smoke test on CPU (tiny network, random data, a minute or two)::
+
+    python -m benchmarks.airbench.run --synthetic=2048,500 --seeds=1 --batch_size=256 \
+        --epochs=2 --widths=16,32,32 --whiten_samples=500 --eval_batch_size=250
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import datetime
+import itertools
+import json
+import math
+import multiprocessing as mp
+import os
+import platform
+import shlex
+import statistics
+import sys
+import time
+import traceback
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from benchmarks.airbench import Recipe
+
+Splits = dict[str, tuple[np.ndarray, np.ndarray]]
+
+
+# ----------------------------------------------------------------------------- contestants
+
+
+def _jax_info() -> dict[str, Any]:
+    import flax
+    import jax
+    import jaxlib
+    import optax
+
+    dev = jax.devices()[0]
+    return {
+        "jax": jax.__version__,
+        "jaxlib": jaxlib.__version__,
+        "flax": flax.__version__,
+        "optax": optax.__version__,
+        "backend": jax.default_backend(),
+        "device": f"cpu:{_cpu_name()}"
+        if dev.platform == "cpu"
+        else f"{dev.platform}:{dev.device_kind}",
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        # cnn_jax's XLA:CPU derivative rewrites: on by default on CPU only.
+        "cnn_jax_fast_paths": os.environ.get("CNN_JAX_FAST_PATHS", "auto"),
+    }
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _torch_info(device: str) -> dict[str, Any]:
+    import torch
+
+    name = torch.cuda.get_device_name() if device.startswith("cuda") else _cpu_name()
+    return {
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
+        "device": f"{device}:{name}",
+        "threads": torch.get_num_threads(),
+    }
+
+
+def build_contestant(spec: dict[str, Any], data: Splits, recipe: Recipe) -> tuple[Any, dict]:
+    """Builds one contestant and does its untimed set-up (compile, warm-up).
+
+    Args:
+      spec: ``{'kind': 'jax', 'options': {...}}`` or ``{'kind': 'torch', 'mode': 'eager' or
+        'compile', 'dtype': 'float16'/'float32'/'auto', 'device': 'cuda'/'cpu'/'auto'}``,
+        plus ``'warmup'`` (bool).
+      data: the splits.
+      recipe: the hyperparameters.
+
+    Returns:
+      ``(bench, info)``: an object with ``run(seed, epoch_eval=..., log=...)`` and the
+      set-up record (versions, compile and warm-up times).
+    """
+    info: dict[str, Any] = {"spec": spec}
+    if spec["kind"] == "jax":
+        os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+        import jax
+
+        from benchmarks.airbench.airbench94_jax import JaxAirbench, JaxOptions
+
+        opts = dict(spec["options"])
+        if opts.get("dtype", "auto") == "auto":
+            opts["dtype"] = "float32" if jax.default_backend() == "cpu" else "float16"
+        options = JaxOptions(**opts)
+        info.update(_jax_info())
+        info["label"] = options.label()
+        bench = JaxAirbench(data["train"], data["test"], recipe, options)
+        info["compile_s"] = bench.compile()
+        info["compile_breakdown_s"] = dict(bench.compile_times)
+    else:
+        import torch
+
+        from benchmarks.airbench.airbench94_torch import TorchAirbench
+
+        device = spec.get("device", "auto")
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        dtype = spec.get("dtype", "auto")
+        if dtype == "auto":
+            dtype = "float16" if device.startswith("cuda") else "float32"
+        info.update(_torch_info(device))
+        info["label"] = f"torch[{spec['mode']},{dtype}]"
+        bench = TorchAirbench(
+            data["train"],
+            data["test"],
+            recipe,
+            device=device,
+            dtype=getattr(torch, dtype),
+            compile=spec["mode"] == "compile",
+        )
+        info["compile_s"] = None
+    if spec.get("warmup", True):
+        t0 = time.perf_counter()
+        warm = bench.run(10**6, dummy_labels=True)
+        info["warmup_wall_s"] = time.perf_counter() - t0
+        info["warmup_timed_s"] = warm["time_s"]
+    return bench, info
+
+
+def _worker(conn: Any, spec: dict, data: Splits, recipe: Recipe) -> None:
+    """A contestant in its own process: set-up, then runs on request."""
+    try:
+        bench, info = build_contestant(spec, data, recipe)
+        conn.send(("ready", info))
+        while True:
+            msg = conn.recv()
+            if msg[0] == "stop":
+                break
+            _, seed, epoch_eval, verbose = msg
+            lines: list[str] = []
+            result = bench.run(seed, epoch_eval=epoch_eval, log=lines.append if verbose else None)
+            result["log"] = lines
+            conn.send(("result", result))
+    except BaseException:  # report, then exit: the parent raises
+        conn.send(("error", traceback.format_exc()))
+    finally:
+        conn.close()
+
+
+class Remote:
+    """A contestant in a spawned process (same interface as :class:`Local`)."""
+
+    def __init__(self, spec: dict, data: Splits, recipe: Recipe) -> None:
+        ctx = mp.get_context("spawn")
+        self.conn, child = ctx.Pipe()
+        # Not a daemon: torch.compile may start worker processes of its own.
+        self.proc = ctx.Process(target=_worker, args=(child, spec, data, recipe))
+        self.proc.start()
+        child.close()
+        self.info = self._receive("ready")
+
+    def _receive(self, expected: str) -> Any:
+        try:
+            kind, payload = self.conn.recv()
+        except EOFError:
+            raise RuntimeError(
+                f"contestant process died (exit code {self.proc.exitcode})"
+            ) from None
+        if kind == "error":
+            raise RuntimeError(f"contestant failed:\n{payload}")
+        assert kind == expected, kind
+        return payload
+
+    def run(self, seed: int, epoch_eval: bool, verbose: bool) -> dict[str, Any]:
+        """One run in the child process."""
+        self.conn.send(("run", seed, epoch_eval, verbose))
+        return self._receive("result")
+
+    def close(self) -> None:
+        """Stops the child process."""
+        with contextlib.suppress(BrokenPipeError, OSError):
+            self.conn.send(("stop",))
+        self.proc.join(timeout=60)
+        if self.proc.is_alive():
+            self.proc.terminate()
+            self.proc.join(timeout=10)
+
+
+class Local:
+    """A contestant in this process."""
+
+    def __init__(self, spec: dict, data: Splits, recipe: Recipe) -> None:
+        self.bench, self.info = build_contestant(spec, data, recipe)
+
+    def run(self, seed: int, epoch_eval: bool, verbose: bool) -> dict[str, Any]:
+        """One run."""
+        lines: list[str] = []
+        result = self.bench.run(seed, epoch_eval=epoch_eval, log=lines.append if verbose else None)
+        result["log"] = lines
+        return result
+
+    def close(self) -> None:
+        """Nothing to stop."""
+
+
+# ------------------------------------------------------------------------------- driver
+
+
+def _csv(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line (see the module docstring)."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--framework", choices=("jax", "torch", "both"), default="both")
+    p.add_argument("--seeds", type=int, default=10, help="runs per contestant")
+    p.add_argument("--seed_offset", type=int, default=0)
+    p.add_argument(
+        "--data_dir",
+        default=None,
+        help="folder holding cifar10_jpeg.tar.gz (or cifar10_jpeg/cifar10_jpeg.tar.gz), or "
+        "the tarball; default: cnn_jax's data directory (CNN_JAX_DATA_DIR or ../shared/data)",
+    )
+    p.add_argument("--synthetic", default=None, help="N_TRAIN,N_TEST random images instead")
+    p.add_argument("--train_subset", type=int, default=None, help="use the first N train images")
+    p.add_argument("--test_subset", type=int, default=None, help="use the first N test images")
+    p.add_argument("--out", default=None, help="JSON file for the results")
+    # recipe overrides (defaults: airbench94's)
+    p.add_argument("--epochs", type=float, default=None)
+    p.add_argument("--batch_size", type=int, default=None)
+    p.add_argument("--widths", default=None, help="e.g. 64,256,256")
+    p.add_argument("--whiten_samples", type=int, default=None)
+    p.add_argument("--eval_batch_size", type=int, default=None)
+    p.add_argument("--tta_level", type=int, default=None)
+    # contestants
+    p.add_argument("--torch_mode", default="eager", help="eager, compile or eager,compile")
+    p.add_argument("--torch_dtype", default="auto", help="auto: float16 on CUDA, else float32")
+    p.add_argument("--torch_device", default="auto")
+    p.add_argument("--jax_dtype", default="auto", help="auto: float16 on GPU, else float32")
+    p.add_argument("--jax_pool", default="reshape", help="reshape, lax, cnn_jax (comma list)")
+    p.add_argument("--jax_bn", default="cnn_jax", help="cnn_jax, onepass (comma list)")
+    p.add_argument("--jax_loop", default="step", help="step, scan (comma list)")
+    p.add_argument("--same_process", action="store_true", help="no child processes")
+    p.add_argument("--no_warmup", action="store_true")
+    p.add_argument("--epoch_eval", action="store_true", help="untimed per-epoch evaluation")
+    p.add_argument("--verbose", action="store_true", help="print every epoch")
+    return p.parse_args(argv)
+
+
+def make_recipe(args: argparse.Namespace) -> Recipe:
+    """The recipe with the command line's overrides."""
+    over: dict[str, Any] = {}
+    if args.epochs is not None:
+        over["train_epochs"] = args.epochs
+    if args.batch_size is not None:
+        over["batch_size"] = args.batch_size
+    if args.widths is not None:
+        over["widths"] = tuple(int(w) for w in _csv(args.widths))
+    for name in ("whiten_samples", "eval_batch_size", "tta_level"):
+        if getattr(args, name) is not None:
+            over[name] = getattr(args, name)
+    return dataclasses.replace(Recipe(), **over)
+
+
+def make_specs(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """The contestants: PyTorch first (the reference), then the JAX variants."""
+    warmup = not args.no_warmup
+    specs: list[dict[str, Any]] = []
+    if args.framework in ("torch", "both"):
+        for mode in _csv(args.torch_mode):
+            if mode not in ("eager", "compile"):
+                raise ValueError(f"`--torch_mode` (={args.torch_mode!r}): unknown mode {mode!r}")
+            specs.append(
+                {
+                    "kind": "torch",
+                    "mode": mode,
+                    "dtype": args.torch_dtype,
+                    "device": args.torch_device,
+                    "warmup": warmup,
+                }
+            )
+    if args.framework in ("jax", "both"):
+        for dtype, pool, bn, loop in itertools.product(
+            _csv(args.jax_dtype), _csv(args.jax_pool), _csv(args.jax_bn), _csv(args.jax_loop)
+        ):
+            options = {"dtype": dtype, "pool": pool, "bn": bn, "loop": loop}
+            specs.append({"kind": "jax", "options": options, "warmup": warmup})
+    return specs
+
+
+def load_data(args: argparse.Namespace) -> Splits:
+    """CIFAR-10 (or synthetic data), optionally cut to subsets."""
+    from benchmarks.airbench import data
+
+    if args.synthetic:
+        n_train, n_test = (int(v) for v in _csv(args.synthetic))
+        splits = data.synthetic_cifar10(n_train, n_test)
+    else:
+        splits = data.load_cifar10(args.data_dir)
+    if args.train_subset:
+        x, y = splits["train"]
+        splits["train"] = (x[: args.train_subset], y[: args.train_subset])
+    if args.test_subset:
+        x, y = splits["test"]
+        splits["test"] = (x[: args.test_subset], y[: args.test_subset])
+    return splits
+
+
+def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean/std accuracy and time statistics of one contestant's runs."""
+    accs = [r["accuracy"] for r in runs]
+    times = [r["time_s"] for r in runs]
+    return {
+        "n": len(runs),
+        "acc_mean": statistics.fmean(accs),
+        "acc_std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
+        "acc_min": min(accs),
+        "acc_max": max(accs),
+        "time_mean_s": statistics.fmean(times),
+        "time_median_s": statistics.median(times),
+        "time_min_s": min(times),
+        "time_std_s": statistics.stdev(times) if len(times) > 1 else 0.0,
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Runs the benchmark; returns (and optionally writes) the results."""
+    args = parse_args(argv)
+    recipe = make_recipe(args)
+    specs = make_specs(args)
+    if not specs:
+        raise ValueError("no contestants")
+    started = datetime.datetime.now(datetime.timezone.utc)
+    t0 = time.perf_counter()
+    splits = load_data(args)
+    load_s = time.perf_counter() - t0
+    n_train, n_test = len(splits["train"][0]), len(splits["test"][0])
+    print(
+        f"data: {n_train} train / {n_test} test images "
+        f"({'synthetic' if args.synthetic else args.data_dir or 'default data dir'}), "
+        f"loaded in {load_s:.1f}s; {recipe.total_steps(n_train)} steps of batch "
+        f"{recipe.batch_size}",
+        flush=True,
+    )
+
+    contestants: list[Any] = []
+    try:
+        for spec in specs:
+            t0 = time.perf_counter()
+            c = (Local if args.same_process else Remote)(spec, splits, recipe)
+            c.info["setup_wall_s"] = time.perf_counter() - t0
+            contestants.append(c)
+            info = c.info
+            extra = f", compile {info['compile_s']:.1f}s" if info.get("compile_s") else ""
+            warm = f", warm-up run {info['warmup_wall_s']:.1f}s" if "warmup_wall_s" in info else ""
+            print(f"ready: {info['label']} on {info['device']}{extra}{warm}", flush=True)
+
+        labels = [c.info["label"] for c in contestants]
+        runs: dict[str, list[dict[str, Any]]] = {label: [] for label in labels}
+        width = max(len(label) for label in labels)
+        print(
+            f"\n{'seed':>4}  {'contestant':<{width}}  {'tta_acc':>8}  {'time_s':>8}  "
+            "whiten / train / eval (s)"
+        )
+        for seed in range(args.seed_offset, args.seed_offset + args.seeds):
+            for label, c in zip(labels, contestants, strict=True):
+                r = c.run(seed, args.epoch_eval, args.verbose)
+                r["seed"] = seed
+                runs[label].append(r)
+                for line in r.pop("log", []):
+                    print(line)
+                print(
+                    f"{seed:>4}  {label:<{width}}  {r['accuracy']:>8.4f}  {r['time_s']:>8.3f}  "
+                    f"{r['whiten_time_s']:.3f} / {sum(r['epoch_times_s']):.3f} / "
+                    f"{r['eval_time_s']:.3f}",
+                    flush=True,
+                )
+    finally:
+        for c in contestants:
+            c.close()
+
+    summary = {label: summarize(rs) for label, rs in runs.items()}
+    ref = next((label for label in labels if label.startswith("torch")), None)
+    print(
+        f"\n{'contestant':<{width}}  {'n':>3}  {'acc mean':>8}  {'acc std':>7}  "
+        f"{'time mean':>9}  {'median':>7}  {'compile':>7}  ratio vs {ref or '-'}"
+    )
+    for label, c in zip(labels, contestants, strict=True):
+        s = summary[label]
+        ratio = ""
+        if ref is not None:
+            per_seed = [
+                a["time_s"] / b["time_s"] for a, b in zip(runs[label], runs[ref], strict=True)
+            ]
+            s["ratio_of_means"] = s["time_mean_s"] / summary[ref]["time_mean_s"]
+            s["ratio_per_seed_median"] = statistics.median(per_seed)
+            s["ratio_per_seed_min"] = min(per_seed)
+            s["ratio_per_seed_max"] = max(per_seed)
+            ratio = (
+                f"{s['ratio_of_means']:.3f}x (per seed median {s['ratio_per_seed_median']:.3f}, "
+                f"{s['ratio_per_seed_min']:.3f}-{s['ratio_per_seed_max']:.3f})"
+            )
+        compile_s = c.info.get("compile_s")
+        compile_txt = f"{compile_s:7.1f}" if compile_s else "      -"
+        print(
+            f"{label:<{width}}  {s['n']:>3}  {100 * s['acc_mean']:>7.2f}%  "
+            f"{100 * s['acc_std']:>6.2f}%  {s['time_mean_s']:>8.3f}s  "
+            f"{s['time_median_s']:>6.3f}s  {compile_txt}  {ratio}"
+        )
+
+    cmd_args = list(sys.argv[1:] if argv is None else argv)
+    result = {
+        "command": shlex.join(["python", "-m", "benchmarks.airbench.run", *cmd_args]),
+        "date_utc": started.strftime("%Y-%m-%d %H:%M:%S"),
+        "host": {"python": platform.python_version(), "platform": platform.platform()},
+        "data": {
+            "source": "synthetic" if args.synthetic else (args.data_dir or "default"),
+            "num_train": n_train,
+            "num_test": n_test,
+            "load_s": load_s,
+        },
+        "recipe": dataclasses.asdict(recipe),
+        "reference": ref,
+        "contestants": {c.info["label"]: c.info for c in contestants},
+        "summary": summary,
+        "runs": runs,
+    }
+    if args.out:
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+        with open(args.out, "w") as f:
+            json.dump(result, f, indent=1, default=_json_default)
+        print(f"\nwrote {args.out}")
+    return result
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return str(value)
+
+
+if __name__ == "__main__":
+    main()
