@@ -259,8 +259,11 @@ def _init_from(init: Any, state: TrainState) -> TrainState:
     reinit = tuple(init.get("reinit", ()) or ())
     template = state.variables()
     if source == "torchvision":
+        state_dict = weights.load_state_dict(path)
+        if spec.prepare is not None:
+            state_dict = spec.prepare(state_dict)
         loaded = weights.from_torch(
-            weights.load_state_dict(path),
+            state_dict,
             template,
             key_fn=spec.key_fn,
             transforms=spec.transforms,

@@ -76,6 +76,8 @@ class WeightSpec:
       export: whether ``to_torch`` output loads into the source model
         (``load_state_dict(strict=True)``).
       model_kwargs: extra attributes for ``model`` (e.g. ``transform_input``).
+      prepare: applied to a loaded state dict first, e.g. to rename the keys of old
+        checkpoints (torchvision's DenseNet files use ``norm.1`` for ``norm1``).
     """
 
     model: Callable[..., Any]
@@ -88,6 +90,7 @@ class WeightSpec:
     model_kwargs: Mapping[str, Any] = dataclasses.field(
         default_factory=lambda: MappingProxyType({})
     )
+    prepare: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None
 
 
 def default_torch_key(path: Path) -> str:

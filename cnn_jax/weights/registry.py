@@ -106,6 +106,8 @@ def load_torchvision(
     """
     spec = _spec(torchvision_specs(), name, "torchvision")
     state = load_state_dict(weights) if isinstance(weights, (str, os.PathLike)) else weights
+    if spec.prepare is not None:
+        state = spec.prepare(state)
     model, template, fresh = _build(spec, num_classes, key, reinit)
     loaded = from_torch(
         state, template, key_fn=spec.key_fn, transforms=spec.transforms, exclude=reinit
