@@ -64,7 +64,8 @@ def _ours(name: str, state: dict[str, np.ndarray], size: int) -> tuple[Any, Any]
     spec = weights.torchvision_specs()[name]
     kwargs = dict(spec.model_kwargs)
     if name in ("googlenet", "inception_v3"):
-        kwargs["aux_logits"] = False
+        # torchvision builds these with transform_input=False when weights=None.
+        kwargs.update(aux_logits=False, transform_input=False)
     model = spec.model(num_classes=1000, **kwargs)
     template = jax.eval_shape(
         lambda: model.init(jax.random.key(0), jnp.zeros((1, size, size, 3)), train=False)
