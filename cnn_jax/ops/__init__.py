@@ -4,7 +4,7 @@ Channels-last throughout: inputs ``(N, *spatial, C)``, kernels
 ``(*window, C_in / groups, C_out)``. No flax, no state.
 """
 
-from cnn_jax.ops import padding, shapes
+from cnn_jax.ops import fast, padding, shapes
 from cnn_jax.ops.conv import (
     PADDING_MODES,
     conv,
@@ -14,6 +14,7 @@ from cnn_jax.ops.conv import (
     separable_conv,
     tiled_conv,
 )
+from cnn_jax.ops.fast import FAST_PATHS, enabled_fast_paths, use_fast_paths
 from cnn_jax.ops.pool import (
     adaptive_avg_pool,
     adaptive_max_pool,
@@ -36,6 +37,7 @@ from cnn_jax.ops.shapes import (
 )
 
 __all__ = [
+    "FAST_PATHS",
     "PADDING_MODES",
     "adaptive_avg_pool",
     "adaptive_max_pool",
@@ -45,6 +47,8 @@ __all__ = [
     "conv_transpose",
     "conv_transpose_output_size",
     "depthwise_conv",
+    "enabled_fast_paths",
+    "fast",
     "global_avg_pool",
     "global_max_pool",
     "locally_connected",
@@ -61,4 +65,5 @@ __all__ = [
     "shapes",
     "stochastic_pool",
     "tiled_conv",
+    "use_fast_paths",
 ]

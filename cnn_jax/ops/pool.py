@@ -277,7 +277,8 @@ def max_pool(
     x = jnp.asarray(x)
     if not jnp.issubdtype(x.dtype, jnp.inexact):  # not differentiable
         return _max_values(x, g=g)
-    return _max_pool(x, g, fast.fast_path_enabled("max_pool"))
+    use_fast = fast.fast_path_enabled("max_pool") and fast.max_pool_fast_applies(g, x.shape[-1])
+    return _max_pool(x, g, use_fast)
 
 
 @_jit("g")
@@ -291,14 +292,15 @@ def _max_pool(x: Array, g: _Geometry, fast_tangent: bool) -> Array:
 
 
 @_max_pool.defjvp
-def _max_pool_jvp(
-    g: _Geometry, fast_tangent: bool, primals: tuple[Array], tangents: tuple[Array]
-):
+def _max_pool_jvp(g: _Geometry, fast_tangent: bool, primals: tuple[Array], tangents: tuple[Array]):
     (x,), (t,) = primals, tangents
-    _, indices = _max_indices(x, g=g)
-    # The same tangent either way; the fast one transposes to pads instead of a
-    # scatter (`cnn_jax.ops.fast.max_pool_tangent`, switched by `use_fast_paths`).
-    tangent = fast.max_pool_tangent(t, indices, g) if fast_tangent else _gather_max(t, indices)
+    if fast_tangent:
+        # The same tangent, as a fused loop whose transpose is one too (no scatter):
+        # `cnn_jax.ops.fast.max_pool_tangent`, switched by `cnn_jax.ops.use_fast_paths`.
+        tangent = fast.max_pool_tangent(x, t, g)
+    else:
+        _, indices = _max_indices(x, g=g)
+        tangent = _gather_max(t, indices)
     # The primal through `_max_pool` again, so that higher derivatives use this rule too.
     return _max_pool(x, g, fast_tangent), tangent
 

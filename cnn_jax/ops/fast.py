@@ -1,0 +1,620 @@
+"""Faster derivatives of convolutions and max pooling on XLA:CPU, and the switch for them.
+
+XLA:CPU computes the forward convolution well (an Eigen or oneDNN contraction), but the
+convolutions that JAX's autodiff builds for the backward pass are slow there: the kernel
+gradient (a convolution whose "batch" is the input channels) runs 3-9x slower than the
+forward pass, the grouped kernel gradient (``batch_group_count``) and depthwise
+convolutions 40-230x slower than PyTorch, the input gradient of a strided convolution
+uses a zero-dilated (``lhs_dilation``) convolution, and the gradient of ``max_pool`` is a
+scatter. This module computes the same functions with the same forward programs and
+cheaper derivatives:
+
+* **dense convolution** (``groups == 1``): the forward pass is
+  ``lax.conv_general_dilated``; the derivative is a ``jax.custom_jvp`` whose tangent is
+  written so that its *transpose* (what reverse mode runs) is fast: the kernel tangent
+  as a sum over the window's taps of ``dot(shifted x, kernel tap)`` (its transpose: one
+  matrix product ``x_shiftedᵀ @ dy`` per tap, the "im2col" kernel gradient without
+  building the patch matrix), the input tangent of a strided convolution as an im2col
+  product (its transpose: ``dy @ Wᵀ`` scattered back with strided pads, "col2im",
+  instead of a zero-dilated convolution).
+* **depthwise convolution** (``groups == C_in``): a sum of shifted, per-channel scaled
+  copies of the input (one fused loop; its derivatives are fused loops too).
+* **grouped convolution**: as the dense one, the products batched over the groups.
+* **transposed convolution**: the forward pass is the ``lax`` zero-dilated convolution;
+  the kernel tangent is written as "col2im" so that the kernel gradient is one matrix
+  product per tap.
+* **max pooling**: the tangent selects, for every window, the tap holding its arg-max
+  (a fused loop over the taps); its transpose is a sum of strided pads instead of a
+  scatter.
+
+Every rule is a ``custom_jvp`` (or plain differentiable code), so forward mode
+(``jax.jvp``, ``jax.jacfwd``), reverse mode and higher derivatives all work, and give
+the same values as ``lax`` (tested in ``tests/test_fast_paths.py``). In forward mode the
+tangents are computed by the formulations above, which are slower than ``lax``'s forward
+convolution: the speed-up is for reverse mode (training).
+
+The switch. Which fast paths are used is decided **at trace time**, when an op is
+called (under ``jax.jit``: when the function is traced, not when it runs):
+
+1. inside ``with use_fast_paths(...)``: what the innermost such block says;
+2. else the environment variable ``CNN_JAX_FAST_PATHS``: ``0``/``false``/``off``
+   (none), ``1``/``true``/``on`` (all), ``auto`` or unset (the default below), or a
+   comma-separated list of names from ``FAST_PATHS``;
+3. else the default: all of ``CPU_DEFAULT`` when ``jax.default_backend()`` is ``'cpu'``,
+   none on GPU/TPU (cuDNN's and the TPU's convolutions are fast, and the
+   formulations here were measured on CPU only).
+
+Because the choice is made while tracing, a function that ``jax.jit`` has already
+compiled keeps the choice it was traced with: call ``jax.clear_caches()`` or jit a new
+function after changing the switch. The switch lives in a ``contextvars.ContextVar``
+(each thread and task sees its own) and is never written by the library itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import functools
+import math
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+from jax.custom_derivatives import SymbolicZero
+
+__all__ = [
+    "CPU_DEFAULT",
+    "ENV_VAR",
+    "FAST_PATHS",
+    "ConvGeometry",
+    "conv",
+    "conv_transpose",
+    "enabled_fast_paths",
+    "fast_path_enabled",
+    "max_pool_tangent",
+    "use_fast_paths",
+]
+
+Array = Any
+
+#: The fast paths, by name.
+FAST_PATHS = ("conv", "depthwise", "grouped", "conv_transpose", "max_pool")
+#: The fast paths used by default on the CPU backend (chosen by measurement).
+CPU_DEFAULT = frozenset(FAST_PATHS)
+#: The environment variable read when no ``use_fast_paths`` block is active.
+ENV_VAR = "CNN_JAX_FAST_PATHS"
+
+_OVERRIDE: contextvars.ContextVar[frozenset[str] | None] = contextvars.ContextVar(
+    "cnn_jax_fast_paths", default=None
+)
+
+
+# --------------------------------------------------------------------------- switch
+
+
+def _parse(value: Any, name: str) -> frozenset[str] | None:
+    """``True``/``False``/names/``'auto'`` -> a set of names (``None`` for the default)."""
+    if isinstance(value, (bool, np.bool_)):
+        return frozenset(FAST_PATHS) if value else frozenset()
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in ("", "auto"):
+            return None
+        if text in ("1", "true", "on", "yes", "all"):
+            return frozenset(FAST_PATHS)
+        if text in ("0", "false", "off", "no", "none"):
+            return frozenset()
+        value = [v.strip() for v in text.split(",") if v.strip()]
+    if isinstance(value, Iterable):
+        names = frozenset(value)
+        unknown = sorted(str(v) for v in names - set(FAST_PATHS))
+        if unknown:
+            raise ValueError(
+                f"`{name}` (={value!r}) names unknown fast paths {unknown}; known: "
+                f"{', '.join(FAST_PATHS)}"
+            )
+        return names
+    raise TypeError(f"`{name}` must be a bool, 'auto', or names from {FAST_PATHS}, got {value!r}")
+
+
+@contextlib.contextmanager
+def use_fast_paths(enabled: bool | str | Iterable[str] = True) -> Iterator[None]:
+    """Turns the fast paths on or off for the ops traced inside the block.
+
+    Read at trace time: it affects the ops called (or the functions ``jax.jit`` traces)
+    inside the block, not the programs compiled before it.
+
+    Args:
+      enabled: ``True`` (all of ``FAST_PATHS``), ``False`` (none: plain ``lax`` and the
+        JAX derivatives), ``'auto'`` (the backend's default), or an iterable (or a
+        comma-separated string) of names from ``FAST_PATHS``.
+
+    Yields:
+      Nothing.
+
+    Raises:
+      TypeError, ValueError: for an ``enabled`` that is none of these.
+
+    Example::
+
+      with cnn_jax.ops.use_fast_paths(False):
+          grads = jax.jit(jax.grad(loss))(params)  # traced here: lax derivatives
+    """
+    token = _OVERRIDE.set(_parse(enabled, "enabled"))
+    try:
+        yield
+    finally:
+        _OVERRIDE.reset(token)
+
+
+def enabled_fast_paths() -> frozenset[str]:
+    """The fast paths in effect now (see the module docstring for the order of rules).
+
+    Returns:
+      A subset of ``FAST_PATHS``.
+
+    Raises:
+      ValueError: if ``CNN_JAX_FAST_PATHS`` holds an unknown value.
+    """
+    names = _OVERRIDE.get()
+    if names is None:
+        names = _parse(os.environ.get(ENV_VAR, ""), ENV_VAR)
+    if names is None:
+        names = CPU_DEFAULT if jax.default_backend() == "cpu" else frozenset()
+    return names
+
+
+def fast_path_enabled(name: str) -> bool:
+    """Whether the fast path ``name`` (one of ``FAST_PATHS``) is in effect now."""
+    if name not in FAST_PATHS:
+        raise ValueError(f"`name` (={name!r}) must be one of {FAST_PATHS}")
+    return name in enabled_fast_paths()
+
+
+# --------------------------------------------------------------------------- geometry
+
+
+class ConvGeometry(NamedTuple):
+    """Static arguments of a convolution (hashable: a ``custom_jvp`` static argument).
+
+    Attributes:
+      strides: window strides, one per spatial dimension.
+      padding: ``(lo, hi)`` zero padding per spatial dimension (non-negative).
+      dilation: kernel dilation.
+      groups: ``feature_group_count``.
+      precision: ``lax`` precision of the convolutions and products.
+    """
+
+    strides: tuple[int, ...]
+    padding: tuple[tuple[int, int], ...]
+    dilation: tuple[int, ...]
+    groups: int
+    precision: Any
+
+
+def dimension_numbers(n: int) -> lax.ConvDimensionNumbers:
+    """Channels-last dimension numbers for ``n`` spatial dimensions (NHWC, HWIO, NHWC)."""
+    spatial = tuple(range(1, n + 1))
+    io = (0, n + 1, *spatial)
+    return lax.ConvDimensionNumbers(lhs_spec=io, rhs_spec=(n + 1, n, *range(n)), out_spec=io)
+
+
+def _out_shape(spatial: Sequence[int], window: Sequence[int], g: ConvGeometry) -> tuple[int, ...]:
+    return tuple(
+        (i + lo + hi - (d * (k - 1) + 1)) // s + 1
+        for i, k, s, d, (lo, hi) in zip(spatial, window, g.strides, g.dilation, g.padding)
+    )
+
+
+def _taps(window: Sequence[int]) -> list[tuple[int, ...]]:
+    return list(np.ndindex(*window))
+
+
+def _tap_slice(
+    xp: Array, tap: Sequence[int], out: Sequence[int], strides: Sequence[int], dil: Sequence[int]
+) -> Array:
+    """``xp[:, t*d : t*d + (o-1)*s + 1 : s, :]`` per spatial dimension: one tap's inputs."""
+    start = tuple(t * d for t, d in zip(tap, dil))
+    limit = tuple(st + (o - 1) * s + 1 for st, o, s in zip(start, out, strides))
+    return lax.slice(xp, (0, *start, 0), (xp.shape[0], *limit, xp.shape[-1]), (1, *strides, 1))
+
+
+def _pad(x: Array, g: ConvGeometry) -> Array:
+    if not any(lo or hi for lo, hi in g.padding):
+        return x
+    return lax.pad(
+        x, np.array(0, x.dtype), [(0, 0, 0), *((lo, hi, 0) for lo, hi in g.padding), (0, 0, 0)]
+    )
+
+
+def _dot(a: Array, b: Array, precision: Any) -> Array:
+    """``a @ b`` for 2-D operands."""
+    return lax.dot_general(a, b, (((1,), (0,)), ((), ())), precision=precision)
+
+
+def _lax_conv(x: Array, w: Array, g: ConvGeometry) -> Array:
+    return lax.conv_general_dilated(
+        x,
+        w,
+        window_strides=g.strides,
+        padding=g.padding,
+        rhs_dilation=g.dilation,
+        dimension_numbers=dimension_numbers(x.ndim - 2),
+        feature_group_count=g.groups,
+        precision=g.precision,
+    )
+
+
+# --------------------------------------------------------------------------- conv
+
+#: Below this many input channels, the kernel tangent uses one product with the
+#: concatenated taps (im2col) instead of one product per tap.
+PATCHES_BELOW_CHANNELS = 8
+#: ``C_in * C_out`` from which the products beat XLA's kernel-gradient convolution at
+#: any spatial size, and ``(C_in * C_out, output positions per example)`` from which
+#: they beat it on large images (measured on a 2-core AMD EPYC, see
+#: ``benchmarks/train_step_cpu.py``: XLA's kernel gradient is competitive for small
+#: images and few channels, and 3-20x slower than the products for large images and
+#: 1x1 kernels).
+TAPS_MIN_CHANNEL_PRODUCT = 8192
+TAPS_LARGE_IMAGE = (192, 400)
+
+
+def kernel_grad_by_products(
+    x_shape: Sequence[int], w_shape: Sequence[int], g: ConvGeometry
+) -> bool:
+    """Whether the kernel derivative of a dense convolution uses the per-tap products.
+
+    Args:
+      x_shape: the input shape ``(N, *spatial, C_in)``.
+      w_shape: the kernel shape ``(*window, C_in, C_out)``.
+      g: the geometry.
+
+    Returns:
+      ``True`` for the products of ``_tangent_kernel``, ``False`` for ``lax``'s own
+      derivative (a convolution).
+    """
+    n = len(x_shape) - 2
+    window = w_shape[:n]
+    if math.prod(window) == 1:
+        return True
+    channels = w_shape[-2] * w_shape[-1]
+    positions = math.prod(_out_shape(x_shape[1:-1], window, g))
+    if channels >= TAPS_MIN_CHANNEL_PRODUCT:
+        return True
+    return channels >= TAPS_LARGE_IMAGE[0] and positions >= TAPS_LARGE_IMAGE[1]
+
+
+def _im2col(x: Array, window: Sequence[int], out: Sequence[int], g: ConvGeometry) -> Array:
+    """``(N, *out, T * C)`` patches of the zero-padded ``x``, features ordered (tap, C)."""
+    xp = _pad(x, g)
+    cols = [_tap_slice(xp, t, out, g.strides, g.dilation) for t in _taps(window)]
+    return cols[0] if len(cols) == 1 else jnp.concatenate(cols, axis=-1)
+
+
+def _tangent_kernel(x: Array, tw: Array, g: ConvGeometry) -> Array:
+    """``conv(x, tw)`` written so that its transpose in ``tw`` is one product per tap.
+
+    Groups are a batch dimension of the products.
+    """
+    n = x.ndim - 2
+    window, (cig, co) = tw.shape[:n], tw.shape[n:]
+    out = _out_shape(x.shape[1:-1], window, g)
+    groups = g.groups
+    cog = co // groups
+    m = x.shape[0] * math.prod(out)
+    taps = _taps(window)
+    if groups == 1:
+        if not kernel_grad_by_products(x.shape, tw.shape, g):
+            return _lax_conv(x, tw, g)
+        if cig < PATCHES_BELOW_CHANNELS or len(taps) == 1:
+            cols = _im2col(x, window, out, g).reshape(m, len(taps) * cig)
+            y = _dot(cols, tw.reshape(len(taps) * cig, co), g.precision)
+        else:
+            xp = _pad(x, g)
+            y = None
+            for t in taps:
+                s = _tap_slice(xp, t, out, g.strides, g.dilation).reshape(m, cig)
+                p = _dot(s, tw[t], g.precision)
+                y = p if y is None else y + p
+        return y.reshape(x.shape[0], *out, co)
+    # Grouped: (M, T, G, cig) x (T, cig, G, cog) -> contract (T, cig), batch G.
+    cols = _im2col(x, window, out, g).reshape(m, len(taps), groups, cig)
+    k = tw.reshape(len(taps), cig, groups, cog)
+    y = lax.dot_general(cols, k, (((1, 3), (0, 1)), ((2,), (2,))), precision=g.precision)
+    # (G, M, cog) -> (M, G * cog)
+    return jnp.moveaxis(y, 0, 1).reshape(x.shape[0], *out, co)
+
+
+def _tangent_input(tx: Array, w: Array, g: ConvGeometry) -> Array:
+    """``conv(tx, w)``: ``lax`` at stride 1; im2col when strided (transpose: col2im)."""
+    if all(s == 1 for s in g.strides) or g.groups != 1:
+        return _lax_conv(tx, w, g)
+    n = tx.ndim - 2
+    window, (ci, co) = w.shape[:n], w.shape[n:]
+    out = _out_shape(tx.shape[1:-1], window, g)
+    m = tx.shape[0] * math.prod(out)
+    t = math.prod(window)
+    cols = _im2col(tx, window, out, g).reshape(m, t * ci)
+    return _dot(cols, w.reshape(t * ci, co), g.precision).reshape(tx.shape[0], *out, co)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
+def _conv(x: Array, w: Array, g: ConvGeometry) -> Array:
+    return _lax_conv(x, w, g)
+
+
+def _conv_jvp(g: ConvGeometry, primals: tuple[Array, Array], tangents: tuple[Any, Any]):
+    x, w = primals
+    tx, tw = tangents
+    y = _conv(x, w, g)
+    parts = []
+    if not isinstance(tx, SymbolicZero):
+        parts.append(_tangent_input(tx, w, g))
+    if not isinstance(tw, SymbolicZero):
+        parts.append(_tangent_kernel(x, tw, g))
+    if not parts:
+        return y, jnp.zeros_like(y)
+    return y, parts[0] if len(parts) == 1 else parts[0] + parts[1]
+
+
+_conv.defjvp(_conv_jvp, symbolic_zeros=True)
+
+
+def _depthwise(x: Array, w: Array, g: ConvGeometry) -> Array:
+    """Depthwise convolution as a sum over taps of shifted inputs times per-channel weights."""
+    n = x.ndim - 2
+    window = w.shape[:n]
+    c = x.shape[-1]
+    mult = w.shape[-1] // c
+    out = _out_shape(x.shape[1:-1], window, g)
+    acc_dtype = jnp.promote_types(x.dtype, jnp.float32)
+    xp = _pad(x, g)
+    y = None
+    for t in _taps(window):
+        s = _tap_slice(xp, t, out, g.strides, g.dilation).astype(acc_dtype)
+        k = w[t].reshape(c, mult).astype(acc_dtype)  # (1, C * m) -> (C, m)
+        p = s[..., None] * k if mult > 1 else s * k[:, 0]
+        y = p if y is None else y + p
+    if mult > 1:
+        y = y.reshape(*y.shape[:-2], c * mult)
+    return y.astype(x.dtype)
+
+
+def conv(x: Array, w: Array, g: ConvGeometry) -> Array:
+    """Convolution with the fast derivatives, or ``lax`` where no fast path applies.
+
+    The caller (``cnn_jax.ops.conv``) has checked the arguments, promoted the dtypes and
+    applied non-zero padding modes.
+
+    Args:
+      x: ``(N, *spatial, C_in)``.
+      w: ``(*window, C_in / groups, C_out)``.
+      g: the geometry (``padding`` as explicit zero-padding pairs).
+
+    Returns:
+      ``(N, *out, C_out)``, equal to ``lax.conv_general_dilated`` with the same arguments.
+    """
+    enabled = enabled_fast_paths()
+    c_in = x.shape[-1]
+    if g.groups == 1:
+        return _conv(x, w, g) if "conv" in enabled else _lax_conv(x, w, g)
+    if g.groups == c_in and w.shape[-2] == 1:
+        if "depthwise" in enabled:
+            return _depthwise(x, w, g)
+        return _lax_conv(x, w, g)
+    return _conv(x, w, g) if "grouped" in enabled else _lax_conv(x, w, g)
+
+
+# --------------------------------------------------------------------------- conv_transpose
+
+
+class TransposeGeometry(NamedTuple):
+    """Static arguments of ``conv_transpose``'s ``lax`` call and of its adjoint.
+
+    Attributes:
+      strides: the forward convolution's strides (``lhs_dilation`` of the ``lax`` call).
+      lax_padding: the ``lax`` call's padding pairs.
+      fwd_low: the forward convolution's low padding per spatial dimension.
+      dilation: kernel dilation.
+      precision: ``lax`` precision.
+    """
+
+    strides: tuple[int, ...]
+    lax_padding: tuple[tuple[int, int], ...]
+    fwd_low: tuple[int, ...]
+    dilation: tuple[int, ...]
+    precision: Any
+
+
+def _flip_kernel(k: Array) -> Array:
+    """``(*window, C_in, C_out)`` -> flipped ``(*window, C_out, C_in)`` (groups == 1)."""
+    n = k.ndim - 2
+    return jnp.flip(jnp.swapaxes(k, n, n + 1), axis=tuple(range(n)))
+
+
+def _lax_conv_transpose(y: Array, k: Array, g: TransposeGeometry) -> Array:
+    n = y.ndim - 2
+    return lax.conv_general_dilated(
+        y,
+        _flip_kernel(k),
+        window_strides=(1,) * n,
+        padding=g.lax_padding,
+        lhs_dilation=g.strides,
+        rhs_dilation=g.dilation,
+        dimension_numbers=dimension_numbers(n),
+        precision=g.precision,
+    )
+
+
+def _transpose_out_shape(y_shape: Sequence[int], window: Sequence[int], g: TransposeGeometry):
+    return tuple(
+        (i - 1) * s + 1 + lo + hi - (d * (k - 1) + 1) + 1
+        for i, k, s, d, (lo, hi) in zip(y_shape, window, g.strides, g.dilation, g.lax_padding)
+    )
+
+
+def _col2im_kernel_tangent(y: Array, tk: Array, g: TransposeGeometry) -> Array:
+    """``conv_transpose(y, tk)`` as ``y @ tkᵀ`` placed at every tap with strided pads.
+
+    Transposed (reverse mode), this is one product per tap of the strided slices of
+    the cotangent with ``y``: the kernel gradient of the forward convolution.
+    """
+    n = y.ndim - 2
+    window, (ci, co) = tk.shape[:n], tk.shape[n:]
+    in_sp = y.shape[1:-1]
+    out = _transpose_out_shape(in_sp, window, g)
+    taps = _taps(window)
+    m = y.shape[0] * math.prod(in_sp)
+    z = _dot(y.reshape(m, co), tk.reshape(len(taps) * ci, co).T, g.precision)
+    z = z.reshape(y.shape[0], *in_sp, len(taps), ci)
+    res = None
+    for j, t in enumerate(taps):
+        cfg = [(0, 0, 0)]
+        for tt, i, s, d, lo, o in zip(t, in_sp, g.strides, g.dilation, g.fwd_low, out):
+            low = tt * d - lo
+            cfg.append((low, o - (low + (i - 1) * s + 1), s - 1))
+        cfg.append((0, 0, 0))
+        p = lax.pad(z[..., j, :], np.array(0, z.dtype), cfg)
+        res = p if res is None else res + p
+    return res
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
+def _conv_transpose(y: Array, k: Array, g: TransposeGeometry) -> Array:
+    return _lax_conv_transpose(y, k, g)
+
+
+def _conv_transpose_jvp(g: TransposeGeometry, primals: Any, tangents: Any):
+    y, k = primals
+    ty, tk = tangents
+    out = _conv_transpose(y, k, g)
+    parts = []
+    if not isinstance(ty, SymbolicZero):
+        parts.append(_lax_conv_transpose(ty, k, g))
+    if not isinstance(tk, SymbolicZero):
+        parts.append(_col2im_kernel_tangent(y, tk, g))
+    if not parts:
+        return out, jnp.zeros_like(out)
+    return out, parts[0] if len(parts) == 1 else parts[0] + parts[1]
+
+
+_conv_transpose.defjvp(_conv_transpose_jvp, symbolic_zeros=True)
+
+
+def conv_transpose(y: Array, k: Array, g: TransposeGeometry) -> Array:
+    """``lax`` transposed convolution (groups 1) with the fast kernel derivative.
+
+    Args:
+      y: ``(N, *spatial, C_out)``.
+      k: the forward kernel ``(*window, C_in, C_out)``.
+      g: the geometry.
+
+    Returns:
+      ``(N, *spatial', C_in)``.
+    """
+    if "conv_transpose" in enabled_fast_paths():
+        return _conv_transpose(y, k, g)
+    return _lax_conv_transpose(y, k, g)
+
+
+# --------------------------------------------------------------------------- max pool
+
+
+#: The max-pool tangent of ``max_pool_tangent`` is used from this many channels on
+#: (measured: with 6 channels the gather of ``cnn_jax.ops.pool`` was faster).
+MAX_POOL_MIN_CHANNELS = 8
+
+
+def max_pool_fast_applies(g: Any, channels: int) -> bool:
+    """Whether ``max_pool_tangent`` applies: non-overlapping undilated windows, enough channels."""
+    return (
+        tuple(g.strides) == tuple(g.window)
+        and all(d == 1 for d in g.dilation)
+        and channels >= MAX_POOL_MIN_CHANNELS
+    )
+
+
+def max_pool_tangent(x: Array, t: Array, g: Any) -> Array:
+    """The max-pool tangent for non-overlapping windows: each window's tangent at its arg-max.
+
+    The arg-max is PyTorch's (as ``cnn_jax.ops.max_pool_with_indices``): the first
+    maximum in window order among the input cells, or, if the maximum is NaN, the last
+    NaN. Here ``x`` and ``t`` are padded and reshaped to ``(N, o_1, k_1, ..., C)``
+    (``stride == window``, no dilation), the window's taps are visited in order, and
+    ``out = sum_j where(tap j is the arg-max, t at tap j, 0)``: one fused loop, whose
+    transpose (reverse mode) is one fused loop too, instead of the scatter that
+    transposes a gather at the arg-max indices.
+
+    Args:
+      x: the input ``(N, *spatial, C)``.
+      t: its tangent.
+      g: the pooling geometry (``cnn_jax.ops.pool._Geometry``) for which
+        ``max_pool_fast_applies``.
+
+    Returns:
+      ``(N, *out, C)``.
+    """
+    n = g.n
+    x = lax.stop_gradient(x)
+    extent = tuple(o * k for o, k in zip(g.out_shape, g.window))
+    crop = (slice(None), *(slice(0, e) for e in extent), slice(None))
+    pads = ((0, 0), *g.full_padding, (0, 0))
+    lowest = -np.inf if jnp.issubdtype(x.dtype, jnp.inexact) else np.iinfo(x.dtype).min
+    xp = jnp.pad(x, pads, constant_values=np.asarray(lowest, x.dtype))[crop]
+    tp = jnp.pad(t, pads)[crop]
+    split = [x.shape[0]]
+    for o, k in zip(g.out_shape, g.window):
+        split += [o, k]
+    xv = xp.reshape(*split, x.shape[-1])
+    tv = tp.reshape(*split, x.shape[-1])
+    m = jnp.max(xv, axis=tuple(2 + 2 * d for d in range(n)))
+    is_float = jnp.issubdtype(x.dtype, jnp.inexact)
+    taps = [g.taps(dim) for dim in range(n)]  # (out_d, window_d) unpadded positions
+
+    def tap_values(tap: tuple[int, ...]) -> tuple[Array, Array, np.ndarray | None]:
+        index: list[Any] = [slice(None)]
+        valid = np.ones(g.out_shape, bool)
+        for dim in range(n):
+            index += [slice(None), tap[dim]]
+            p = taps[dim][:, tap[dim]]
+            shape = [1] * n
+            shape[dim] = -1
+            valid = valid & ((p >= 0) & (p < g.spatial[dim])).reshape(shape)
+        index.append(slice(None))
+        v = None if valid.all() else valid[None, ..., None]
+        return xv[tuple(index)], tv[tuple(index)], v
+
+    window_taps = list(np.ndindex(*g.window))
+    values = [tap_values(tap) for tap in window_taps]
+    # The first tap equal to the maximum (padding taps equal it only if it is the
+    # lowest value; they are excluded).
+    chosen = []
+    taken = None
+    for xj, _, valid in values:
+        eq = xj == m
+        if valid is not None:
+            eq = eq & valid
+        chosen.append(eq if taken is None else eq & ~taken)
+        taken = eq if taken is None else taken | eq
+    if is_float:
+        # A NaN maximum: the last NaN tap.
+        later = None
+        m_nan = jnp.isnan(m)
+        for j in reversed(range(len(values))):
+            xj, _, valid = values[j]
+            nan = jnp.isnan(xj)
+            if valid is not None:
+                nan = nan & valid
+            pick = nan if later is None else nan & ~later
+            later = nan if later is None else later | nan
+            chosen[j] = jnp.where(m_nan, pick, chosen[j])
+    res = None
+    for sel, (_, tj, _) in zip(chosen, values):
+        p = jnp.where(sel, tj, jnp.zeros((), t.dtype))
+        res = p if res is None else res + p
+    return res
