@@ -184,10 +184,11 @@ FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive
 _jit = functools.partial(jax.jit, compiler_options=FAST_COMPILE)
 
 
-def _random_variables(template, seed=0):
-    """Random variables of the template's structure, drawn by numpy (no compilation).
+def _random_variables(template, seed=0, dtype=None):
+    """Random variables of the template's structure, as numpy arrays (no compilation).
 
-    Kernels are He-scaled, batch norms random (statistics included).
+    Kernels are He-scaled, batch norms random (statistics included); ``dtype`` overrides
+    the template's.
     """
     rng = np.random.default_rng(seed)
 
@@ -201,7 +202,7 @@ def _random_variables(template, seed=0):
             x = rng.uniform(0.5, 1.5, shape)
         else:  # bias, mean
             x = rng.normal(0, 0.1, shape)
-        return jnp.asarray(x, leaf.dtype)
+        return x.astype(dtype or leaf.dtype)
 
     return jax.tree_util.tree_map_with_path(fill, template)
 
@@ -214,7 +215,9 @@ def _train_step(model, aux_weight=0.3):
     """An SGD step with the auxiliary losses, returning everything to inspect."""
     tx = optax.sgd(0.01, momentum=0.9)
 
-    def step(variables, opt_state, x, y, key):
+    def step(variables, x, y, key):
+        opt_state = tx.init(variables["params"])
+
         def loss_fn(params):
             (logits, feats), updates = model.apply(
                 {**variables, "params": params},
@@ -235,7 +238,7 @@ def _train_step(model, aux_weight=0.3):
         params = optax.apply_updates(variables["params"], changes)
         return {"params": params, **updates}, loss, grads, logits, aux
 
-    return tx, step
+    return step
 
 
 def _check_step(variables, new, loss, grads, aux, aux_keys, aux_modules):
@@ -243,8 +246,8 @@ def _check_step(variables, new, loss, grads, aux, aux_keys, aux_modules):
     assert sorted(aux) == sorted(aux_keys)
     assert all(np.isfinite(np.asarray(g)).all() for g in jax.tree.leaves(grads))
     for module in aux_modules:  # the auxiliary losses reach their heads
-        assert float(jnp.abs(grads[module]["fc2"]["kernel"]).sum()) > 0
-    moved = jax.tree.map(lambda a, b: bool(jnp.any(a != b)), variables, new)
+        assert np.abs(np.asarray(grads[module]["fc2"]["kernel"])).sum() > 0
+    moved = jax.tree.map(lambda a, b: bool(np.any(np.asarray(a) != np.asarray(b))), variables, new)
     assert all(jax.tree.leaves(moved["params"]))
     assert all(jax.tree.leaves(moved["batch_stats"]))
 
@@ -265,13 +268,10 @@ def test_train_step_traces(name):
     make, size, aux_keys = TRACED[name]
     model = make(num_classes=5)
     template = _template(model, size, batch=2)
-    tx, step = _train_step(model)
+    step = _train_step(model)
     x = jax.ShapeDtypeStruct((2, size, size, 3), jnp.float32)
     y = jax.ShapeDtypeStruct((2,), jnp.int32)
-    opt_state = jax.eval_shape(tx.init, template["params"])
-    new, loss, grads, logits, aux = jax.eval_shape(
-        step, template, opt_state, x, y, jax.random.key(0)
-    )
+    new, loss, grads, logits, aux = jax.eval_shape(step, template, x, y, jax.random.key(0))
     assert jax.tree.structure(new) == jax.tree.structure(template)
     assert jax.tree.map(lambda g: g.shape, grads) == jax.tree.map(
         lambda p: p.shape, template["params"]
@@ -287,9 +287,8 @@ def test_train_step_small_input(name):
     model = make(num_classes=5)
     x = jnp.asarray(np.random.default_rng(0).normal(size=(2, size, size, 3)), jnp.float32)
     variables = _random_variables(_template(model, size))
-    tx, step = _train_step(model)
-    new, loss, grads, logits, aux = _jit(step)(
-        variables, tx.init(variables["params"]), x, jnp.asarray([1, 3]), jax.random.key(2)
+    new, loss, grads, logits, aux = _jit(_train_step(model))(
+        variables, x, np.array([1, 3]), jax.random.key(2)
     )
     assert logits.shape == (2, 5) and np.isfinite(np.asarray(logits)).all()
     _check_step(variables, new, loss, grads, aux, (), ())
@@ -338,36 +337,39 @@ def test_initialization():
         if leaf.endswith("kernel"):
             receptive = np.prod(v.shape[:-2])
             limit = np.sqrt(6 / (receptive * (v.shape[-2] + v.shape[-1])))
-            assert np.abs(v).max() <= limit and abs(v.std() - limit / np.sqrt(3)) < 0.1 * limit
+            assert np.abs(v).max() <= limit * (1 + 1e-6), where
+            assert abs(v.std() - limit / np.sqrt(3)) < 0.1 * limit, where
         else:
             assert np.all(v == (1.0 if leaf in ("scale", "var") else 0.0)), where
 
 
-@pytest.mark.xfail(
-    reason="open: the stem's kernel gradient differs from torchvision's by ~1% of its largest "
-    "entry (loss, logits and auxiliary logits agree); float32 conditioning or a real "
-    "difference, not yet settled",
-    strict=False,
-)
 def test_googlenet_train_step_equals_torchvision():
     """One compiled training step with both auxiliary heads; torchvision, given our
     variables through ``to_torch``, agrees on the loss, the logits, the auxiliary logits,
-    every gradient and the new running statistics."""
-    model = GoogLeNet(num_classes=10, dropout=0.0, dropout_aux=0.0)
-    x = np.random.default_rng(0).normal(size=(2, 64, 64, 3)).astype(np.float32)
-    y = np.array([1, 3])
-    variables = _random_variables(_template(model, 64))
-    tx, step = _train_step(model)
-    new, loss, grads, logits, aux = _jit(step)(
-        variables, tx.init(variables["params"]), x, y, jax.random.key(2)
-    )
-    _check_step(variables, new, loss, grads, aux, ("aux_logits1", "aux_logits2"), ("aux1", "aux2"))
+    every gradient and the new running statistics.
+
+    In float64 on both sides: in float32 the gradients of either framework differ from
+    the exact ones by up to a few percent in some layers (a max-pool window whose two
+    largest values are within rounding of each other sends its gradient to either), so
+    only float64 can show that the two compute the same function and derivative.
+    """
+    with jax.enable_x64(True):
+        model = GoogLeNet(num_classes=10, dropout=0.0, dropout_aux=0.0)
+        x = np.random.default_rng(0).normal(size=(2, 64, 64, 3))
+        y = np.array([1, 3])
+        variables = _random_variables(_template(model, 64), dtype=np.float64)
+        new, loss, grads, logits, aux = _jit(_train_step(model))(variables, x, y, jax.random.key(2))
+        _check_step(
+            variables, new, loss, grads, aux, ("aux_logits1", "aux_logits2"), ("aux1", "aux2")
+        )
+    assert logits.dtype == jnp.float64 and grads["fc"]["kernel"].dtype == jnp.float64
 
     torch = torch_oracle.torch()
     tv = torch_oracle.torchvision()
     spec = googlenet.TORCHVISION_SPECS["googlenet"]
     state = weights.to_torch(variables, key_fn=spec.key_fn, transforms=spec.transforms)
     net = tv.models.googlenet(init_weights=False, num_classes=10, dropout=0.0, dropout_aux=0.0)
+    net = net.double()
     net.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in state.items()})
     net.train()
     out = net(_nchw(torch, x))
@@ -377,20 +379,20 @@ def test_googlenet_train_step_equals_torchvision():
         ce(out.aux_logits1, target) + ce(out.aux_logits2, target)
     )
     torch_loss.backward()
-    np.testing.assert_allclose(float(loss), torch_loss.detach().item(), rtol=1e-4)
-    _assert_logits_close(logits, out.logits.detach().numpy())
+    np.testing.assert_allclose(float(loss), torch_loss.detach().item(), rtol=1e-10)
+    _assert_logits_close(logits, out.logits.detach().numpy(), tol=1e-9)
     for k in ("aux_logits1", "aux_logits2"):
-        _assert_logits_close(aux[k], getattr(out, k).detach().numpy())
+        _assert_logits_close(aux[k], getattr(out, k).detach().numpy(), tol=1e-9)
     ours = weights.to_torch({"params": grads}, key_fn=spec.key_fn, transforms=spec.transforms)
     theirs = {k: p.grad.numpy() for k, p in net.named_parameters()}
     assert sorted(ours) == sorted(theirs)
     for k, g in theirs.items():
-        np.testing.assert_allclose(ours[k], g, rtol=0, atol=1e-3 * np.abs(g).max(), err_msg=k)
+        np.testing.assert_allclose(ours[k], g, rtol=0, atol=1e-8 * np.abs(g).max(), err_msg=k)
     stats = weights.to_torch({"batch_stats": new["batch_stats"]}, key_fn=spec.key_fn)
     after = net.state_dict()
     for k, v in stats.items():
-        if "running" in k:
-            np.testing.assert_allclose(v, after[k].numpy(), rtol=1e-4, atol=1e-6, err_msg=k)
+        if "running" in k:  # stored in float32
+            np.testing.assert_allclose(v, after[k].numpy(), rtol=1e-5, atol=1e-7, err_msg=k)
 
 
 # --- torchvision ----------------------------------------------------------------------
@@ -473,7 +475,7 @@ def _torch_pair(spec, net, x):
     model = spec.model(num_classes=net.fc.out_features)
     template = _template(model, x.shape[1])
     variables = weights.from_torch(state, template, key_fn=spec.key_fn, transforms=spec.transforms)
-    return model, jax.tree.map(jnp.asarray, variables), state
+    return model, jax.tree.map(jnp.asarray, variables)
 
 
 def test_googlenet_logits_equal_torchvision():
@@ -484,7 +486,7 @@ def test_googlenet_logits_equal_torchvision():
     net = tv.models.googlenet(init_weights=True, dropout=0.0, dropout_aux=0.0, num_classes=10)
     _randomize_batch_norms(torch, net, _nchw(torch, x))
     spec = googlenet.TORCHVISION_SPECS["googlenet"]
-    model, variables, _ = _torch_pair(spec, net, x)
+    model, variables = _torch_pair(spec, net, x)
     with torch.no_grad():
         theirs = net(_nchw(torch, x)).numpy()
     ours, _ = _jit(model.apply)(variables, x)
@@ -509,7 +511,7 @@ def test_inception_v3_logits_equal_torchvision():
     net = tv.models.inception_v3(init_weights=True, aux_logits=True, num_classes=10)
     _randomize_batch_norms_no_aux(torch, net, _nchw(torch, x))
     spec = inception.TORCHVISION_SPECS["inception_v3"]
-    model, variables, _ = _torch_pair(spec, net, x)
+    model, variables = _torch_pair(spec, net, x)
     with torch.no_grad():
         theirs = net(_nchw(torch, x)).numpy()
     ours, _ = _jit(model.apply)(variables, x)
