@@ -1,37 +1,48 @@
 """Faster derivatives of convolutions and max pooling on XLA:CPU, and the switch for them.
 
-XLA:CPU computes the forward convolution well (an Eigen or oneDNN contraction), but the
-convolutions that JAX's autodiff builds for the backward pass are slow there: the kernel
-gradient (a convolution whose "batch" is the input channels) runs 3-9x slower than the
-forward pass, the grouped kernel gradient (``batch_group_count``) and depthwise
-convolutions 40-230x slower than PyTorch, the input gradient of a strided convolution
-uses a zero-dilated (``lhs_dilation``) convolution, and the gradient of ``max_pool`` is a
-scatter. This module computes the same functions with the same forward programs and
-cheaper derivatives:
+XLA:CPU computes forward convolutions well (Eigen contractions, within 0.8-1.4x of
+PyTorch's oneDNN here), but the convolutions that JAX's autodiff builds for the
+backward pass are slow there: the kernel gradient (a convolution whose "batch" is the
+input channels and whose window is the whole image) runs 3-20x slower than the forward
+pass on large images and for 1x1 kernels, the grouped kernel gradient
+(``batch_group_count``) and depthwise convolutions 40-230x slower than PyTorch, the
+transposed convolution's kernel gradient 12x, and the gradient of ``max_pool`` is a
+scatter (see ``docs/RESULTS.md``, "Convolution ops" and "Pooling ops"). This module
+computes the same functions with the same forward programs and cheaper derivatives:
 
-* **dense convolution** (``groups == 1``): the forward pass is
+* **dense convolution** (``groups == 1``, name ``'conv'``): the forward pass is
   ``lax.conv_general_dilated``; the derivative is a ``jax.custom_jvp`` whose tangent is
-  written so that its *transpose* (what reverse mode runs) is fast: the kernel tangent
-  as a sum over the window's taps of ``dot(shifted x, kernel tap)`` (its transpose: one
-  matrix product ``x_shiftedᵀ @ dy`` per tap, the "im2col" kernel gradient without
-  building the patch matrix), the input tangent of a strided convolution as an im2col
-  product (its transpose: ``dy @ Wᵀ`` scattered back with strided pads, "col2im",
-  instead of a zero-dilated convolution).
-* **depthwise convolution** (``groups == C_in``): a sum of shifted, per-channel scaled
-  copies of the input (one fused loop; its derivatives are fused loops too).
-* **grouped convolution**: as the dense one, the products batched over the groups.
-* **transposed convolution**: the forward pass is the ``lax`` zero-dilated convolution;
-  the kernel tangent is written as "col2im" so that the kernel gradient is one matrix
-  product per tap.
-* **max pooling**: the tangent selects, for every window, the tap holding its arg-max
-  (a fused loop over the taps); its transpose is a sum of strided pads instead of a
-  scatter.
+  written so that its *transpose* (what reverse mode runs) is fast. The kernel tangent
+  is a sum over the window's taps of ``dot(shifted x, kernel tap)``, whose transpose is
+  one matrix product ``shifted xᵀ @ dy`` per tap: the im2col kernel gradient
+  (Chellapilla, Puri & Simard 2006, "High performance convolutional neural networks for
+  document processing") without building the patch matrix (with it, one product, for
+  fewer than ``PATCHES_BELOW_CHANNELS`` input channels). XLA's own kernel gradient is
+  kept where it was measured faster (small images with few channels:
+  ``kernel_grad_by_products``). The input tangent of a strided convolution is an im2col
+  product, whose transpose is ``dy @ Wᵀ`` scattered back with strided pads (col2im)
+  instead of a zero-dilated (``lhs_dilation``) convolution; at stride 1 it is ``lax``'s.
+* **depthwise convolution** (``groups == C_in``, ``'depthwise'``): a sum of shifted,
+  per-channel scaled copies of the input, forward and backward (fused loops, no
+  convolution).
+* **grouped convolution** (``'grouped'``): as the dense one, the kernel gradient one
+  product batched over the groups.
+* **transposed convolution** (``groups == 1``, ``'conv_transpose'``): the forward pass is
+  the ``lax`` zero-dilated convolution (Dumoulin & Visin 2016, §4); the kernel tangent is
+  written as col2im, so that the kernel gradient is one product per tap.
+* **max pooling** (non-overlapping, undilated windows with at least
+  ``MAX_POOL_MIN_CHANNELS`` channels, ``'max_pool'``): the tangent picks, for every
+  window, the tap holding PyTorch's arg-max, from the input reshaped to
+  ``(N, o_1, k_1, ..., C)``: one fused loop, whose transpose is one fused loop too,
+  instead of the gather (and scatter) of ``cnn_jax.ops.pool``'s rule. Overlapping windows
+  keep that rule.
 
 Every rule is a ``custom_jvp`` (or plain differentiable code), so forward mode
 (``jax.jvp``, ``jax.jacfwd``), reverse mode and higher derivatives all work, and give
-the same values as ``lax`` (tested in ``tests/test_fast_paths.py``). In forward mode the
-tangents are computed by the formulations above, which are slower than ``lax``'s forward
-convolution: the speed-up is for reverse mode (training).
+the same values as ``lax`` (``tests/test_fast_paths.py``). In forward mode the tangents
+are computed by the formulations above, which are slower than ``lax``'s forward
+convolution: the speed-up is for reverse mode (training). Training-step times against
+the ``lax`` programs, flax and PyTorch: ``python -m benchmarks.train_step_cpu``.
 
 The switch. Which fast paths are used is decided **at trace time**, when an op is
 called (under ``jax.jit``: when the function is traced, not when it runs):
@@ -40,14 +51,16 @@ called (under ``jax.jit``: when the function is traced, not when it runs):
 2. else the environment variable ``CNN_JAX_FAST_PATHS``: ``0``/``false``/``off``
    (none), ``1``/``true``/``on`` (all), ``auto`` or unset (the default below), or a
    comma-separated list of names from ``FAST_PATHS``;
-3. else the default: all of ``CPU_DEFAULT`` when ``jax.default_backend()`` is ``'cpu'``,
-   none on GPU/TPU (cuDNN's and the TPU's convolutions are fast, and the
-   formulations here were measured on CPU only).
+3. else the default: ``CPU_DEFAULT`` when ``jax.default_backend()`` is ``'cpu'``, none
+   on GPU/TPU (cuDNN's and the TPU's convolutions and their gradients are fast, and
+   the formulations here were measured on CPU only).
 
-Because the choice is made while tracing, a function that ``jax.jit`` has already
-compiled keeps the choice it was traced with: call ``jax.clear_caches()`` or jit a new
-function after changing the switch. The switch lives in a ``contextvars.ContextVar``
-(each thread and task sees its own) and is never written by the library itself.
+Because the choice is made while tracing, a program that is already traced keeps the
+choice it was traced with: ``jax.jit`` (and ``jax.make_jaxpr``) cache traces per Python
+function object, so after changing the switch, trace a new function (a new ``lambda``
+or ``jax.grad(...)``) or call ``jax.clear_caches()``. The switch lives in a
+``contextvars.ContextVar`` (each thread and task sees its own) and is never set by the
+library itself.
 """
 
 from __future__ import annotations

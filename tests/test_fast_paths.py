@@ -1,0 +1,411 @@
+"""The fast derivatives of ``cnn_jax.ops.fast`` against ``lax`` and JAX's own rules.
+
+Every fast path computes the same function as the plain ``lax`` program: values and
+derivatives (reverse and forward mode, second order) are compared in float64 with the
+fast paths on and off (``use_fast_paths``), on a grid of strides, paddings, dilations,
+groups and 1-3 spatial dimensions. The kernel-derivative thresholds are lowered in the
+tests (``products`` fixture) so that the small shapes here take the per-tap products
+that large layers take. Timing is not tested here (``benchmarks/train_step_cpu.py``).
+"""
+
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.test_util import check_grads
+
+from cnn_jax import ops
+from cnn_jax.ops import fast
+
+
+@pytest.fixture
+def x64():
+    with jax.enable_x64(True):
+        yield
+
+
+@pytest.fixture
+def products(monkeypatch):
+    """Every dense kernel derivative through the per-tap products (or im2col)."""
+    monkeypatch.setattr(fast, "TAPS_MIN_CHANNEL_PRODUCT", 0)
+
+
+def _r(rng, *shape):
+    return jnp.asarray(rng.standard_normal(shape), jnp.float64)
+
+
+def _assert_same(f, args):
+    """Fast paths on and off give the same value and gradients (float64).
+
+    Both variants are traced into one jitted program (the switch is read while
+    tracing, so each ``with`` block picks its own rules): one compilation per case.
+    """
+
+    def loss(*a):
+        y = f(*a)
+        w = jnp.cos(jnp.arange(y.size, dtype=y.dtype)).reshape(y.shape)
+        return jnp.sum(jnp.sin(y) * w)
+
+    value_and_grad = jax.value_and_grad(loss, argnums=tuple(range(len(args))))
+
+    def both(*a):
+        with ops.use_fast_paths(True):
+            on = value_and_grad(*a)
+        with ops.use_fast_paths(False):
+            off = value_and_grad(*a)
+        return on, off
+
+    (v1, g1), (v0, g0) = jax.jit(both)(*args)
+    np.testing.assert_allclose(v1, v0, rtol=1e-10, atol=1e-10)
+    for i, (a, b) in enumerate(zip(g1, g0, strict=True)):
+        scale = max(float(jnp.max(jnp.abs(b))), 1e-30)
+        err = float(jnp.max(jnp.abs(a - b))) / scale
+        assert err < 1e-10, f"gradient {i} differs: relative error {err:.1e}"
+
+
+def _count(f, args, name, enabled):
+    """Occurrences of ``name`` in the jaxpr of ``f`` traced with the switch set.
+
+    A new function object is traced every time: JAX caches traces per function, and
+    the switch is read only when tracing.
+    """
+    with ops.use_fast_paths(enabled):
+        return str(jax.make_jaxpr(lambda *a: f(*a))(*args)).count(name)
+
+
+# --------------------------------------------------------------------------- switch
+
+
+def test_switch_parsing_and_nesting(monkeypatch):
+    monkeypatch.delenv(fast.ENV_VAR, raising=False)
+    assert ops.enabled_fast_paths() == (
+        fast.CPU_DEFAULT if jax.default_backend() == "cpu" else frozenset()
+    )
+    with ops.use_fast_paths(False):
+        assert ops.enabled_fast_paths() == frozenset()
+        with ops.use_fast_paths(["conv", "max_pool"]):
+            assert ops.enabled_fast_paths() == {"conv", "max_pool"}
+            assert fast.fast_path_enabled("conv") and not fast.fast_path_enabled("grouped")
+        with ops.use_fast_paths("depthwise, grouped"):
+            assert ops.enabled_fast_paths() == {"depthwise", "grouped"}
+        assert ops.enabled_fast_paths() == frozenset()
+    with ops.use_fast_paths(True):
+        assert ops.enabled_fast_paths() == frozenset(ops.FAST_PATHS)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("0", frozenset()),
+        ("off", frozenset()),
+        ("1", frozenset(fast.FAST_PATHS)),
+        ("conv,max_pool", frozenset({"conv", "max_pool"})),
+    ],
+)
+def test_environment_variable(monkeypatch, value, expected):
+    monkeypatch.setenv(fast.ENV_VAR, value)
+    assert ops.enabled_fast_paths() == expected
+    with ops.use_fast_paths("auto"):  # 'auto' defers to the environment
+        assert ops.enabled_fast_paths() == expected
+    with ops.use_fast_paths(True):  # a block wins over the environment
+        assert ops.enabled_fast_paths() == frozenset(fast.FAST_PATHS)
+
+
+def test_default_follows_the_backend(monkeypatch):
+    monkeypatch.delenv(fast.ENV_VAR, raising=False)
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    assert ops.enabled_fast_paths() == frozenset()
+    monkeypatch.setattr(jax, "default_backend", lambda: "cpu")
+    assert ops.enabled_fast_paths() == fast.CPU_DEFAULT
+
+
+def test_bad_switch_values(monkeypatch):
+    with pytest.raises(ValueError, match=r"enabled.*unknown fast paths.*'convolution'"):  # noqa: SIM117
+        with ops.use_fast_paths(["convolution"]):
+            pass
+    with pytest.raises(TypeError, match="enabled"), ops.use_fast_paths(3):
+        pass
+    monkeypatch.setenv(fast.ENV_VAR, "fastest")
+    with pytest.raises(ValueError, match="CNN_JAX_FAST_PATHS"):
+        ops.enabled_fast_paths()
+    with pytest.raises(ValueError, match="name"):
+        fast.fast_path_enabled("pool")
+
+
+def test_switch_changes_the_program(rng, products):
+    x, k = jnp.ones((2, 9, 9, 8)), jnp.ones((3, 3, 8, 8))
+
+    def grad(x, k):
+        return jax.grad(lambda k: jnp.sum(ops.conv(x, k, strides=2) ** 2))(k)
+
+    # lax: the forward conv and the kernel-gradient conv; fast: the forward conv only
+    # (the kernel gradient is 9 products).
+    assert _count(grad, (x, k), "conv_general_dilated", False) == 2
+    assert _count(grad, (x, k), "conv_general_dilated", True) == 1
+    assert _count(grad, (x, k), "dot_general", True) == 9
+    assert _count(grad, (x, k), "conv_general_dilated", ["conv"]) == 1  # one lever
+    assert _count(grad, (x, k), "conv_general_dilated", ["max_pool"]) == 2
+
+    def pool_grad(x):
+        return jax.grad(lambda x: jnp.sum(ops.max_pool(x, 2) ** 2))(x)
+
+    x = jnp.ones((2, 8, 8, 8))
+    assert _count(pool_grad, (x,), "scatter", False) >= 1
+    assert _count(pool_grad, (x,), "scatter", True) == 0
+
+
+def test_switch_is_read_at_trace_time():
+    x, k = jnp.ones((1, 6, 6, 8)), jnp.ones((3, 3, 1, 8))
+
+    def f(x, k):
+        return ops.depthwise_conv(x, k)
+
+    with ops.use_fast_paths(False):
+        lowered_lax = jax.jit(f).lower(x, k).as_text()
+    with ops.use_fast_paths(True):
+        lowered_fast = jax.jit(lambda x, k: f(x, k)).lower(x, k).as_text()
+    assert "convolution" in lowered_lax and "convolution" not in lowered_fast
+
+
+# --------------------------------------------------------------------------- conv
+
+
+# (spatial, window, strides, padding, dilation, groups, c_in, c_out)
+_PRODUCT_2D = [
+    ((7, 6), 3, s, p, d, g, 4, 8)
+    for s, p, d, g in itertools.product((1, 2), ("SAME", "VALID", [(1, 2), (0, 1)]), (1, 2), (1, 2))
+]
+#: A subset of the 2-D product covering every pair of values, plus other shapes.
+CONV_GRID = [
+    ((7, 6), 3, 1, "SAME", 1, 1, 4, 8),
+    ((7, 6), 3, 2, "SAME", 2, 2, 4, 8),
+    ((7, 6), 3, 1, "VALID", 2, 2, 4, 8),
+    ((7, 6), 3, 2, "VALID", 1, 1, 8, 8),
+    ((7, 6), 3, 2, [(1, 2), (0, 1)], 1, 2, 4, 8),
+    ((7, 6), 3, 1, [(1, 2), (0, 1)], 2, 1, 8, 8),
+    ((7, 6), (1, 1), 2, "VALID", 1, 1, 4, 6),
+    ((8, 7), (2, 3), (2, 1), "FULL", (1, 2), 1, 3, 5),
+    ((9,), 5, 3, "CAUSAL", 2, 1, 4, 6),
+    ((9,), 3, 1, "SAME", 1, 4, 8, 8),
+    ((5, 4, 6), 3, (1, 2, 1), "SAME", 1, 1, 4, 6),
+    ((5, 4, 6), 2, 2, 1, (2, 1, 1), 2, 4, 6),
+]
+SLOW_GRID = [c for c in _PRODUCT_2D if c not in CONV_GRID]
+
+
+@pytest.mark.parametrize(
+    ("spatial", "window", "strides", "padding", "dilation", "groups", "ci", "co"), CONV_GRID
+)
+def test_conv_matches_lax(
+    x64, products, rng, spatial, window, strides, padding, dilation, groups, ci, co
+):
+    n = len(spatial)
+    window = (window,) * n if isinstance(window, int) else window
+    x, k, b = _r(rng, 2, *spatial, ci), _r(rng, *window, ci // groups, co), _r(rng, co)
+    kw = dict(strides=strides, padding=padding, dilation=dilation, groups=groups)
+    _assert_same(lambda x, k, b: ops.conv(x, k, b, **kw), (x, k, b))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("spatial", "window", "strides", "padding", "dilation", "groups", "ci", "co"), SLOW_GRID
+)
+def test_conv_matches_lax_full_grid(
+    x64, products, rng, spatial, window, strides, padding, dilation, groups, ci, co
+):
+    n = len(spatial)
+    window = (window,) * n if isinstance(window, int) else window
+    x, k, b = _r(rng, 2, *spatial, ci), _r(rng, *window, ci // groups, co), _r(rng, co)
+    kw = dict(strides=strides, padding=padding, dilation=dilation, groups=groups)
+    _assert_same(lambda x, k, b: ops.conv(x, k, b, **kw), (x, k, b))
+
+
+@pytest.mark.parametrize("by_products", [True, False])
+def test_conv_kernel_derivative_choice(x64, rng, monkeypatch, by_products):
+    """Both kernel derivatives (products and lax's) are exact; the rule picks one."""
+    if by_products:
+        monkeypatch.setattr(fast, "TAPS_MIN_CHANNEL_PRODUCT", 0)
+    else:
+        monkeypatch.setattr(fast, "TAPS_MIN_CHANNEL_PRODUCT", 10**9)
+        monkeypatch.setattr(fast, "TAPS_LARGE_IMAGE", (10**9, 10**9))
+    x, k = _r(rng, 2, 8, 8, 8), _r(rng, 3, 3, 8, 4)
+    _assert_same(lambda x, k: ops.conv(x, k, strides=2), (x, k))
+    with ops.use_fast_paths(True):
+        assert fast.kernel_grad_by_products(x.shape, k.shape, _geometry(2, 1)) == by_products
+
+
+def _geometry(strides, padding):
+    return fast.ConvGeometry((strides,) * 2, ((padding, padding),) * 2, (1, 1), 1, None)
+
+
+def test_kernel_derivative_rule():
+    g = _geometry(1, 1)
+    assert fast.kernel_grad_by_products((8, 8, 8, 64), (1, 1, 64, 64), g)  # 1x1: one product
+    assert fast.kernel_grad_by_products((8, 7, 7, 256), (3, 3, 256, 256), g)  # many channels
+    assert fast.kernel_grad_by_products((8, 32, 32, 16), (3, 3, 16, 16), g)  # large images
+    assert not fast.kernel_grad_by_products((8, 8, 8, 64), (3, 3, 64, 64), g)
+    assert not fast.kernel_grad_by_products((8, 28, 28, 1), (5, 5, 1, 6), g)
+
+
+@pytest.mark.parametrize(
+    ("spatial", "window", "strides", "padding", "dilation", "mult"),
+    [
+        ((7, 6), 3, 1, "SAME", 1, 1),
+        ((7, 6), 3, 2, "VALID", 1, 2),
+        ((8, 7), (2, 3), (2, 1), [(1, 0), (2, 1)], (2, 1), 1),
+        ((9,), 5, 2, "CAUSAL", 2, 3),
+        ((5, 4, 6), 3, (2, 1, 1), 1, 1, 1),
+    ],
+)
+def test_depthwise_matches_lax(x64, rng, spatial, window, strides, padding, dilation, mult):
+    n, c = len(spatial), 3
+    window = (window,) * n if isinstance(window, int) else window
+    x, k = _r(rng, 2, *spatial, c), _r(rng, *window, 1, c * mult)
+    kw = dict(strides=strides, padding=padding, dilation=dilation)
+    _assert_same(lambda x, k: ops.depthwise_conv(x, k, **kw), (x, k))
+    assert _count(lambda x, k: ops.depthwise_conv(x, k, **kw), (x, k), "conv_general", True) == 0
+
+
+def test_separable_conv_matches_lax(x64, products, rng):
+    x, dk, pk = _r(rng, 2, 6, 5, 4), _r(rng, 3, 3, 1, 8), _r(rng, 8, 6)
+    _assert_same(lambda x, d, p: ops.separable_conv(x, d, p, strides=2), (x, dk, pk))
+
+
+@pytest.mark.parametrize(
+    ("spatial", "window", "strides", "padding", "output_padding", "dilation"),
+    [
+        ((4, 3), 2, 2, "VALID", 0, 1),
+        ((4, 3), 3, 2, 1, 1, 1),
+        ((4, 3), (3, 2), (3, 2), [(2, 0), (1, 1)], (2, 1), (1, 2)),
+        ((4, 3), 3, 1, "CAUSAL", 0, 2),
+        ((5,), 4, 3, 1, 2, 1),
+        ((3, 2, 3), 2, 2, 0, (1, 0, 1), 1),
+    ],
+)
+def test_conv_transpose_matches_lax(
+    x64, rng, spatial, window, strides, padding, output_padding, dilation
+):
+    n = len(spatial)
+    window = (window,) * n if isinstance(window, int) else window
+    y, k, b = _r(rng, 2, *spatial, 6), _r(rng, *window, 4, 6), _r(rng, 4)
+    kw = dict(strides=strides, padding=padding, output_padding=output_padding, dilation=dilation)
+    _assert_same(lambda y, k, b: ops.conv_transpose(y, k, b, **kw), (y, k, b))
+
+
+def test_conv_transpose_output_shape_and_groups(x64, rng):
+    y, k = _r(rng, 2, 4, 3, 6), _r(rng, 3, 3, 4, 6)
+    _assert_same(
+        lambda y, k: ops.conv_transpose(y, k, strides=2, padding="SAME", output_shape=(7, 6)),
+        (y, k),
+    )
+    kg = _r(rng, 3, 3, 2, 6)  # groups > 1: the lax program
+    _assert_same(lambda y, k: ops.conv_transpose(y, k, strides=2, groups=2), (y, kg))
+
+
+# --------------------------------------------------------------------------- check_grads
+
+
+@pytest.mark.parametrize(
+    ("op", "shapes", "order"),
+    [
+        (lambda x, k: ops.conv(x, k, strides=2, padding="SAME"), ((1, 5, 4, 3), (3, 3, 3, 4)), 2),
+        (lambda x, k: ops.conv(x, k, dilation=2, groups=2), ((1, 6, 5, 4), (2, 2, 2, 4)), 1),
+        (lambda x, k: ops.depthwise_conv(x, k, strides=2), ((1, 5, 4, 2), (3, 3, 1, 4)), 1),
+        (
+            lambda y, k: ops.conv_transpose(y, k, strides=2, padding=1),
+            ((1, 3, 3, 4), (3, 3, 2, 4)),
+            2,
+        ),
+    ],
+    ids=["conv", "grouped", "depthwise", "conv_transpose"],
+)
+def test_check_grads(x64, products, rng, op, shapes, order):
+    """Forward and reverse mode (the rules are custom JVPs), to second order for the
+    custom rules (grouped: the dense rule batched; depthwise: plain ``jnp`` code)."""
+    args = tuple(_r(rng, *s) for s in shapes)
+    with ops.use_fast_paths(True):
+        check_grads(jax.jit(op), args, order=order, modes=("fwd", "rev"))
+
+
+def test_check_grads_max_pool(x64, rng):
+    # Distinct values 1 apart: no finite-difference step crosses a change of arg-max.
+    x = jnp.asarray(rng.permutation(2 * 6 * 7 * 8).reshape(2, 6, 7, 8), jnp.float64)
+    with ops.use_fast_paths(True):
+        check_grads(
+            jax.jit(lambda v: ops.max_pool(v, 2, padding=1, ceil_mode=True)),
+            (x,),
+            order=2,
+            eps=1e-3,
+        )
+
+
+def test_vmap_and_float32(rng, products):
+    x = jnp.asarray(rng.standard_normal((3, 2, 8, 8, 8)), jnp.float32)
+    k = jnp.asarray(rng.standard_normal((3, 3, 8, 16)), jnp.float32)
+
+    def loss(x, k):
+        return jnp.sum(jax.vmap(lambda v: ops.conv(v, k, strides=2))(x) ** 2)
+
+    grads = []
+    for enabled in (True, False):
+        with ops.use_fast_paths(enabled):
+            grads.append(jax.jit(jax.grad(loss, argnums=(0, 1)))(x, k))
+    for a, b in zip(*grads, strict=True):
+        np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-4 * float(jnp.max(jnp.abs(b))))
+
+
+# --------------------------------------------------------------------------- max pool
+
+
+@pytest.mark.parametrize(
+    ("shape", "window", "padding", "ceil_mode"),
+    [
+        ((2, 7, 9, 8), 2, 0, False),
+        ((2, 7, 9, 8), 2, 1, True),
+        ((2, 6, 6, 8), 3, 1, False),
+        ((2, 5, 7, 8), (2, 3), [(1, 0), (0, 2)], True),
+        ((1, 4, 5, 6, 8), 2, 1, True),
+    ],
+)
+def test_max_pool_matches_gather(x64, rng, shape, window, padding, ceil_mode):
+    """Ties (small integers), NaNs and -inf: the same arg-max as the gather rule."""
+    x = rng.integers(0, 3, shape).astype(np.float64)
+    flat = x.reshape(-1)
+    flat[rng.choice(flat.size, 3, replace=False)] = np.nan
+    flat[rng.choice(flat.size, 3, replace=False)] = -np.inf
+    x, t = jnp.asarray(x), _r(rng, *shape)
+
+    def f(v):
+        return ops.max_pool(v, window, padding=padding, ceil_mode=ceil_mode)
+
+    out = jax.eval_shape(f, x)
+    ct = jnp.cos(jnp.arange(out.size, dtype=x.dtype)).reshape(out.shape)
+
+    def both(x, t, ct):
+        results = []
+        for enabled in (True, False):
+            with ops.use_fast_paths(enabled):
+                y, ty = jax.jvp(f, (x,), (t,))
+                results.append((y, ty, jax.vjp(f, x)[1](ct)[0]))
+        return results
+
+    on, off = jax.jit(both)(x, t, ct)
+    for a, b in zip(on, off, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_max_pool_fast_path_applies():
+    from cnn_jax.ops.pool import _geometry
+
+    x = jnp.ones((1, 8, 8, 16))
+    assert fast.max_pool_fast_applies(_geometry(x, 2, None, "VALID", 1, False), 16)
+    assert not fast.max_pool_fast_applies(_geometry(x, 3, 2, 1, 1, False), 16)  # overlapping
+    assert not fast.max_pool_fast_applies(_geometry(x, 2, None, 0, 2, False), 16)  # dilated
+    assert not fast.max_pool_fast_applies(_geometry(x, 2, None, 0, 1, False), 4)  # few channels
+
+
+def test_env_var_is_documented():
+    assert fast.ENV_VAR == "CNN_JAX_FAST_PATHS"
+    assert fast.ENV_VAR in (fast.__doc__ or "")
