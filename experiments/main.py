@@ -43,6 +43,8 @@ def main(argv: list[str]) -> None:
         pass
     import jax
 
+    import cnn_jax  # noqa: F401  (its default XLA flags, before any backend starts)
+
     if FLAGS.coordinator_address or FLAGS.distributed:
         jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
     from cnn_jax.train import train_and_evaluate

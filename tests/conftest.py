@@ -18,6 +18,8 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 import jax  # noqa: E402
 import pytest  # noqa: E402
 
+import cnn_jax  # noqa: E402, F401  (its default XLA flags, before any backend exists)
+
 jax.config.update("jax_enable_x64", False)
 
 

@@ -1,0 +1,89 @@
+"""``cnn_jax.xla_defaults``: which XLA flags ``import cnn_jax`` sets, and when it does not.
+
+The flags' speed is measured in ``benchmarks/`` (docs/RESULTS.md), not here; these tests
+check the rules, and, in fresh processes, that the flag reaches XLA (the compiled
+convolution is XLA's own instead of a YNNPACK fusion) and that opting out works.
+"""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from cnn_jax import xla_defaults
+
+FLAG = xla_defaults.DEFAULT_XLA_FLAGS[0]
+
+
+@pytest.fixture
+def no_backend(monkeypatch):
+    monkeypatch.setattr(xla_defaults, "_backends_initialized", lambda: False)
+
+
+def test_appends_to_existing_flags(no_backend):
+    env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
+    assert xla_defaults.apply(env) == (FLAG,)
+    assert env["XLA_FLAGS"] == f"--xla_force_host_platform_device_count=8 {FLAG}"
+    assert xla_defaults.apply(env) == ()  # idempotent
+    env = {}
+    assert xla_defaults.apply(env) == (FLAG,) and env["XLA_FLAGS"] == FLAG
+
+
+def test_the_users_setting_wins(no_backend):
+    mine = "--xla_cpu_experimental_ynn_fusion_type=+dot"
+    env = {"XLA_FLAGS": mine}
+    assert xla_defaults.apply(env) == ()
+    assert env["XLA_FLAGS"] == mine
+
+
+@pytest.mark.parametrize("value", ["0", "false", "OFF"])
+def test_opt_out(no_backend, value):
+    env = {xla_defaults.OPT_OUT_ENV: value}
+    assert xla_defaults.apply(env) == ()
+    assert "XLA_FLAGS" not in env
+
+
+def test_nothing_once_a_backend_exists(monkeypatch):
+    monkeypatch.setattr(xla_defaults, "_backends_initialized", lambda: True)
+    env = {}
+    assert xla_defaults.apply(env) == () and env == {}
+
+
+def test_untested_jaxlib_gets_no_flags(no_backend, monkeypatch):
+    monkeypatch.setattr(xla_defaults, "_jaxlib_version", lambda: (0, 99))
+    env = {}
+    assert xla_defaults.apply(env) == () and env == {}
+
+
+def test_backends_exist_in_this_process():
+    import jax
+
+    jax.devices()
+    assert xla_defaults._backends_initialized()
+
+
+_PROBE = """
+import cnn_jax, jax, jax.numpy as jnp
+from jax import lax
+from cnn_jax import xla_defaults
+dn = ('NHWC', 'HWIO', 'NHWC')
+f = jax.jit(lambda x, w: lax.conv_general_dilated(x, w, (1, 1), 'SAME', dimension_numbers=dn))
+text = f.lower(jnp.ones((8, 16, 16, 32)), jnp.ones((3, 3, 32, 32))).compile().as_text()
+print(xla_defaults.APPLIED, 'ynn_fusion' in text)
+"""
+
+
+@pytest.mark.parametrize("opt_out", [False, True])
+def test_flag_reaches_xla(opt_out):
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    env["JAX_PLATFORMS"] = "cpu"
+    if opt_out:
+        env[xla_defaults.OPT_OUT_ENV] = "0"
+    out = subprocess.run(
+        [sys.executable, "-c", _PROBE], env=env, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    if opt_out:
+        assert out == "() True"  # jaxlib 0.10's default: a YNNPACK convolution
+    else:
+        assert out == f"('{FLAG}',) False"
