@@ -80,9 +80,8 @@ def _count(f, args, name, enabled):
 
 def test_switch_parsing_and_nesting(monkeypatch):
     monkeypatch.delenv(fast.ENV_VAR, raising=False)
-    assert ops.enabled_fast_paths() == (
-        fast.CPU_DEFAULT if jax.default_backend() == "cpu" else frozenset()
-    )
+    expected = fast.CPU_DEFAULT_YNN if fast.ynn_convolutions() else fast.CPU_DEFAULT
+    assert ops.enabled_fast_paths() == (expected if jax.default_backend() == "cpu" else frozenset())
     with ops.use_fast_paths(False):
         assert ops.enabled_fast_paths() == frozenset()
         with ops.use_fast_paths(["conv", "max_pool"]):
@@ -118,7 +117,35 @@ def test_default_follows_the_backend(monkeypatch):
     monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
     assert ops.enabled_fast_paths() == frozenset()
     monkeypatch.setattr(jax, "default_backend", lambda: "cpu")
+    monkeypatch.setenv(
+        "XLA_FLAGS", "--xla_cpu_experimental_ynn_fusion_type=-individual_convolution"
+    )
     assert ops.enabled_fast_paths() == fast.CPU_DEFAULT
+    assert "conv" not in fast.CPU_DEFAULT and "depthwise" in fast.CPU_DEFAULT
+    monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+    assert ops.enabled_fast_paths() == fast.CPU_DEFAULT_YNN == fast.CPU_DEFAULT | {"conv"}
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        ("", True),
+        ("--xla_cpu_use_xnnpack=true", True),
+        ("--xla_cpu_experimental_ynn_fusion_type=-individual_convolution", False),
+        ("--xla_cpu_experimental_ynn_fusion_type=+dot,-individual_convolution", False),
+        ("--xla_cpu_experimental_ynn_fusion_type=+dot", True),
+        ("--xla_cpu_experimental_ynn_fusion_type=dot", False),  # overwrite: conv not listed
+        ("--xla_cpu_experimental_ynn_fusion_type=dot,individual_convolution", True),
+        # The last occurrence wins, as in XLA's parser.
+        (
+            "--xla_cpu_experimental_ynn_fusion_type=-individual_convolution "
+            "--xla_cpu_experimental_ynn_fusion_type=individual_convolution",
+            True,
+        ),
+    ],
+)
+def test_ynn_convolutions_reads_the_flag(flags, expected):
+    assert fast.ynn_convolutions(flags) is expected
 
 
 def test_bad_switch_values(monkeypatch):

@@ -1,14 +1,13 @@
 """Faster derivatives of convolutions and max pooling on XLA:CPU, and the switch for them.
 
-XLA:CPU computes forward convolutions well (Eigen contractions, within 0.8-1.4x of
-PyTorch's oneDNN here), but the convolutions that JAX's autodiff builds for the
-backward pass are slow there: the kernel gradient (a convolution whose "batch" is the
-input channels and whose window is the whole image) runs 3-20x slower than the forward
-pass on large images and for 1x1 kernels, the grouped kernel gradient
-(``batch_group_count``) and depthwise convolutions 40-230x slower than PyTorch, the
-transposed convolution's kernel gradient 12x, and the gradient of ``max_pool`` is a
-scatter (see ``docs/RESULTS.md``, "Convolution ops" and "Pooling ops"). This module
-computes the same functions with the same forward programs and cheaper derivatives:
+JAX's automatic derivatives of some convolutions are slow on XLA:CPU: the grouped
+kernel gradient (``batch_group_count``) and depthwise convolutions 40-230x slower than
+PyTorch, the transposed convolution's kernel gradient 12x (docs/RESULTS.md,
+"Convolution ops"), and, when XLA hands convolutions to YNNPACK (jaxlib 0.10's
+default, turned off by ``cnn_jax.xla_defaults``), every dense kernel gradient 3-20x
+slower than the forward pass. This module computes the same functions with the same
+forward programs and cheaper derivatives, each path under a name of ``FAST_PATHS``
+(which ones are on by default was measured: ``CPU_DEFAULT``):
 
 * **dense convolution** (``groups == 1``, name ``'conv'``): the forward pass is
   ``lax.conv_general_dilated``; the derivative is a ``jax.custom_jvp`` whose tangent is
@@ -31,7 +30,8 @@ computes the same functions with the same forward programs and cheaper derivativ
   the ``lax`` zero-dilated convolution (Dumoulin & Visin 2016, §4); the kernel tangent is
   written as col2im, so that the kernel gradient is one product per tap.
 * **max pooling** (non-overlapping, undilated windows with at least
-  ``MAX_POOL_MIN_CHANNELS`` channels, ``'max_pool'``): the tangent picks, for every
+  ``MAX_POOL_MIN_CHANNELS`` channels, ``'max_pool'``, off by default: measured slower
+  than the rule it replaces): the tangent picks, for every
   window, the tap holding PyTorch's arg-max, from the input reshaped to
   ``(N, o_1, k_1, ..., C)``: one fused loop, whose transpose is one fused loop too,
   instead of the gather (and scatter) of ``cnn_jax.ops.pool``'s rule. Overlapping windows
@@ -51,7 +51,8 @@ called (under ``jax.jit``: when the function is traced, not when it runs):
 2. else the environment variable ``CNN_JAX_FAST_PATHS``: ``0``/``false``/``off``
    (none), ``1``/``true``/``on`` (all), ``auto`` or unset (the default below), or a
    comma-separated list of names from ``FAST_PATHS``;
-3. else the default: ``CPU_DEFAULT`` when ``jax.default_backend()`` is ``'cpu'``, none
+3. else the default: ``CPU_DEFAULT`` when ``jax.default_backend()`` is ``'cpu'`` (plus
+   ``'conv'`` when ``XLA_FLAGS`` leaves convolutions to YNNPACK: ``CPU_DEFAULT_YNN``), none
    on GPU/TPU (cuDNN's and the TPU's convolutions and their gradients are fast, and
    the formulations here were measured on CPU only).
 
@@ -81,6 +82,7 @@ from jax.custom_derivatives import SymbolicZero
 
 __all__ = [
     "CPU_DEFAULT",
+    "CPU_DEFAULT_YNN",
     "ENV_VAR",
     "FAST_PATHS",
     "ConvGeometry",
@@ -90,14 +92,25 @@ __all__ = [
     "fast_path_enabled",
     "max_pool_tangent",
     "use_fast_paths",
+    "ynn_convolutions",
 ]
 
 Array = Any
 
 #: The fast paths, by name.
 FAST_PATHS = ("conv", "depthwise", "grouped", "conv_transpose", "max_pool")
-#: The fast paths used by default on the CPU backend (chosen by measurement).
-CPU_DEFAULT = frozenset(FAST_PATHS)
+#: The fast paths used by default on the CPU backend when XLA:CPU computes convolutions
+#: itself (Eigen; the default XLA flags of ``cnn_jax.xla_defaults``). Chosen by
+#: measurement (``benchmarks/train_step_cpu.py``, docs/RESULTS.md): there XLA's own
+#: dense-convolution derivatives are within noise of the per-tap products or faster,
+#: while depthwise, grouped and transposed convolutions still gain 3-4x per training
+#: step. The ``max_pool`` tangent was slower than ``cnn_jax.ops.pool``'s rule at every
+#: measured shape (6-256 channels, 2x2 and 3x3 windows) and is off by default.
+CPU_DEFAULT = frozenset({"depthwise", "grouped", "conv_transpose"})
+#: The CPU default when XLA hands convolutions to YNNPACK (jaxlib 0.10's own default,
+#: i.e. ``XLA_FLAGS`` without ``cnn_jax.xla_defaults``' flag): YNNPACK's kernel
+#: gradients are slow, and the per-tap products win by up to 2x per training step.
+CPU_DEFAULT_YNN = CPU_DEFAULT | {"conv"}
 #: The environment variable read when no ``use_fast_paths`` block is active.
 ENV_VAR = "CNN_JAX_FAST_PATHS"
 
@@ -177,8 +190,37 @@ def enabled_fast_paths() -> frozenset[str]:
     if names is None:
         names = _parse(os.environ.get(ENV_VAR, ""), ENV_VAR)
     if names is None:
-        names = CPU_DEFAULT if jax.default_backend() == "cpu" else frozenset()
+        if jax.default_backend() != "cpu":
+            names = frozenset()
+        else:
+            names = CPU_DEFAULT_YNN if ynn_convolutions() else CPU_DEFAULT
     return names
+
+
+def ynn_convolutions(xla_flags: str | None = None) -> bool:
+    """Whether XLA:CPU hands convolutions to YNNPACK under these ``XLA_FLAGS``.
+
+    jaxlib 0.10 does by default; ``--xla_cpu_experimental_ynn_fusion_type`` changes it
+    (a list that overwrites the default, or ``+``/``-`` items that edit it).
+
+    Args:
+      xla_flags: the flags (``os.environ['XLA_FLAGS']`` when ``None``).
+
+    Returns:
+      ``True`` if convolutions go to YNNPACK.
+    """
+    flags = os.environ.get("XLA_FLAGS", "") if xla_flags is None else xla_flags
+    value = None
+    for flag in flags.split():
+        name, _, v = flag.lstrip("-").partition("=")
+        if name == "xla_cpu_experimental_ynn_fusion_type":
+            value = v
+    if value is None:
+        return True
+    items = [i.strip().lower() for i in value.split(",") if i.strip()]
+    if items and all(i[0] in "+-" for i in items):
+        return "-individual_convolution" not in items
+    return "individual_convolution" in items
 
 
 def fast_path_enabled(name: str) -> bool:
