@@ -35,6 +35,7 @@ Run from the repository root::
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import statistics
@@ -196,6 +197,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     wargs += ["--threads", str(args.threads)]
     print("### XLA:CPU flags (issue 6)\n", flush=True)
     print(f"- command: `{common.command_line()}`")
+    print(f"- date (UTC): {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M:%S}")
     v = common.versions()
     print(f"- machine: {common.cpu_model()}, {os.cpu_count()} cores, {args.threads} used")
     print("- versions: " + ", ".join(f"{k} {val}" for k, val in v.items()))
