@@ -14,12 +14,12 @@ its first backend (the first computation or ``jax.devices()``), not at ``import 
 The flags:
 
 * ``--xla_cpu_experimental_ynn_fusion_type=-individual_convolution``: XLA:CPU (jaxlib
-  0.10) hands every convolution to YNNPACK by default. On the 2-core AMD EPYC
-  development machine its own (Eigen) convolution was 1.1-4x faster forward and
-  1.5-7.5x faster forward + backward over a sweep of 12 layer shapes (1x1 to 7x7,
-  strided, dilated, grouped; ResNet-50 and CIFAR shapes), and whole training steps
-  1.1-1.8x faster (``python -m benchmarks.train_step_cpu --xla-defaults=off`` against
-  the default; docs/RESULTS.md, "XLA flags"). GPU and TPU backends ignore it.
+  0.10) hands convolutions above a small size to YNNPACK by default. On the 2-core AMD
+  EPYC development machine XLA's own (Eigen) convolution was faster in 23 of 24 layer
+  shapes (ResNet-50 and CIFAR shapes, 1x1 to 7x7, strided, dilated, grouped): 1.08-4.25x
+  forward, 1.49-6.31x forward + gradients; training steps were 1.14-1.63x faster
+  (``python -m benchmarks.xla_flags_cpu``; docs/RESULTS.md, "XLA flags on the CPU").
+  GPU and TPU backends ignore it.
 
 Flags are process-wide: they apply to every program XLA:CPU compiles afterwards in this
 process, including ones that do not use cnn_jax.
