@@ -613,6 +613,17 @@ def _torch_results_to_jax(case: Case, out: Any, grads: Sequence[Any]) -> list[np
     return res
 
 
+def best_of(run: Callable[[], Any], calls: int = 2) -> float:
+    """Seconds of the fastest of ``calls`` calls of ``run``, after one untimed call."""
+    run()
+    samples = []
+    for _ in range(calls):
+        t0 = time.perf_counter()
+        run()
+        samples.append(time.perf_counter() - t0)
+    return min(samples)
+
+
 def _time_torch_layout(
     case: Case, n_diff: int | None, ct: np.ndarray | None
 ) -> tuple[str, dict[str, float], tuple[Callable[[], Any], Callable[[], Any]]]:
@@ -624,13 +635,7 @@ def _time_torch_layout(
     times = {}
     for fmt in torch_formats(t_arrays):
         run, res = torch_callable(case.torch_fn, t_arrays, fmt, n_diff, t_ct)
-        run()
-        samples = []
-        for _ in range(2):
-            t0 = time.perf_counter()
-            run()
-            samples.append(time.perf_counter() - t0)
-        times[fmt] = min(samples)
+        times[fmt] = best_of(run)
         if best is None or times[fmt] < best[0]:
             best = (times[fmt], fmt, (run, res))
     assert best is not None

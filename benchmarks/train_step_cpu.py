@@ -513,13 +513,7 @@ def torch_programs(
                     with torch.no_grad():
                         return model(xb)
 
-            run()
-            samples = []
-            for _ in range(2):
-                t0 = time.perf_counter()
-                run()
-                samples.append(time.perf_counter() - t0)
-            times[fmt] = min(samples)
+            times[fmt] = common.best_of(run)
             if best is None or times[fmt] < times[best[1]]:
                 best = (run, fmt)
         assert best is not None

@@ -222,17 +222,21 @@ CONV_GRID = [
 SLOW_GRID = [c for c in _PRODUCT_2D if c not in CONV_GRID]
 
 
+def _check_conv(rng, spatial, window, strides, padding, dilation, groups, ci, co):
+    n = len(spatial)
+    window = (window,) * n if isinstance(window, int) else window
+    x, k, b = _r(rng, 2, *spatial, ci), _r(rng, *window, ci // groups, co), _r(rng, co)
+    kw = dict(strides=strides, padding=padding, dilation=dilation, groups=groups)
+    _assert_same(lambda x, k, b: ops.conv(x, k, b, **kw), (x, k, b))
+
+
 @pytest.mark.parametrize(
     ("spatial", "window", "strides", "padding", "dilation", "groups", "ci", "co"), CONV_GRID
 )
 def test_conv_matches_lax(
     x64, products, rng, spatial, window, strides, padding, dilation, groups, ci, co
 ):
-    n = len(spatial)
-    window = (window,) * n if isinstance(window, int) else window
-    x, k, b = _r(rng, 2, *spatial, ci), _r(rng, *window, ci // groups, co), _r(rng, co)
-    kw = dict(strides=strides, padding=padding, dilation=dilation, groups=groups)
-    _assert_same(lambda x, k, b: ops.conv(x, k, b, **kw), (x, k, b))
+    _check_conv(rng, spatial, window, strides, padding, dilation, groups, ci, co)
 
 
 @pytest.mark.slow
@@ -242,11 +246,7 @@ def test_conv_matches_lax(
 def test_conv_matches_lax_full_grid(
     x64, products, rng, spatial, window, strides, padding, dilation, groups, ci, co
 ):
-    n = len(spatial)
-    window = (window,) * n if isinstance(window, int) else window
-    x, k, b = _r(rng, 2, *spatial, ci), _r(rng, *window, ci // groups, co), _r(rng, co)
-    kw = dict(strides=strides, padding=padding, dilation=dilation, groups=groups)
-    _assert_same(lambda x, k, b: ops.conv(x, k, b, **kw), (x, k, b))
+    _check_conv(rng, spatial, window, strides, padding, dilation, groups, ci, co)
 
 
 @pytest.mark.parametrize("by_products", [True, False])
