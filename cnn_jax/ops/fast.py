@@ -71,7 +71,7 @@ import contextvars
 import functools
 import math
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -403,18 +403,31 @@ def _conv(x: Array, w: Array, g: ConvGeometry) -> Array:
     return _lax_conv(x, w, g)
 
 
+def _bilinear_tangent(
+    out: Array,
+    t_a: Any,
+    t_b: Any,
+    along_a: Callable[[Array], Array],
+    along_b: Callable[[Array], Array],
+) -> Array:
+    """The tangent of ``out = f(a, b)``, linear in each argument: ``f(t_a, b) + f(a, t_b)``.
+
+    ``along_a(t_a)`` and ``along_b(t_b)`` compute the two parts; a part whose tangent is a
+    ``SymbolicZero`` is skipped, so reverse mode transposes only what is needed.
+    """
+    parts = [f(t) for t, f in ((t_a, along_a), (t_b, along_b)) if not isinstance(t, SymbolicZero)]
+    if not parts:
+        return jnp.zeros_like(out)
+    return parts[0] if len(parts) == 1 else parts[0] + parts[1]
+
+
 def _conv_jvp(g: ConvGeometry, primals: tuple[Array, Array], tangents: tuple[Any, Any]):
     x, w = primals
     tx, tw = tangents
     y = _conv(x, w, g)
-    parts = []
-    if not isinstance(tx, SymbolicZero):
-        parts.append(_tangent_input(tx, w, g))
-    if not isinstance(tw, SymbolicZero):
-        parts.append(_tangent_kernel(x, tw, g))
-    if not parts:
-        return y, jnp.zeros_like(y)
-    return y, parts[0] if len(parts) == 1 else parts[0] + parts[1]
+    return y, _bilinear_tangent(
+        y, tx, tw, lambda t: _tangent_input(t, w, g), lambda t: _tangent_kernel(x, t, g)
+    )
 
 
 _conv.defjvp(_conv_jvp, symbolic_zeros=True)
@@ -548,14 +561,13 @@ def _conv_transpose_jvp(g: TransposeGeometry, primals: Any, tangents: Any):
     y, k = primals
     ty, tk = tangents
     out = _conv_transpose(y, k, g)
-    parts = []
-    if not isinstance(ty, SymbolicZero):
-        parts.append(_lax_conv_transpose(ty, k, g))
-    if not isinstance(tk, SymbolicZero):
-        parts.append(_col2im_kernel_tangent(y, tk, g))
-    if not parts:
-        return out, jnp.zeros_like(out)
-    return out, parts[0] if len(parts) == 1 else parts[0] + parts[1]
+    return out, _bilinear_tangent(
+        out,
+        ty,
+        tk,
+        lambda t: _lax_conv_transpose(t, k, g),
+        lambda t: _col2im_kernel_tangent(y, t, g),
+    )
 
 
 _conv_transpose.defjvp(_conv_transpose_jvp, symbolic_zeros=True)
