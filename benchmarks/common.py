@@ -613,15 +613,21 @@ def _torch_results_to_jax(case: Case, out: Any, grads: Sequence[Any]) -> list[np
     return res
 
 
-def best_of(run: Callable[[], Any], calls: int = 2) -> float:
-    """Seconds of the fastest of ``calls`` calls of ``run``, after one untimed call."""
-    run()
+def sample_times(run: Callable[[], Any], calls: int, warmup: int = 1) -> list[float]:
+    """Seconds of each of ``calls`` calls of ``run``, after ``warmup`` untimed calls."""
+    for _ in range(warmup):
+        run()
     samples = []
     for _ in range(calls):
         t0 = time.perf_counter()
         run()
         samples.append(time.perf_counter() - t0)
-    return min(samples)
+    return samples
+
+
+def best_of(run: Callable[[], Any], calls: int = 2) -> float:
+    """Seconds of the fastest of ``calls`` calls of ``run``, after one untimed call."""
+    return min(sample_times(run, calls))
 
 
 def _time_torch_layout(

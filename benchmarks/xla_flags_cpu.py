@@ -76,14 +76,7 @@ LAYERS = [
 
 
 def _median_time(fn: Any, reps: int) -> float:
-    fn()
-    fn()
-    times = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+    return statistics.median(common.sample_times(fn, reps, warmup=2))
 
 
 def _worker_layers(reps: int) -> dict[str, float]:
