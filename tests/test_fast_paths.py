@@ -383,6 +383,94 @@ def test_vmap_and_float32(rng, products):
         np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-4 * float(jnp.max(jnp.abs(b))))
 
 
+# --------------------------------------------------------------------------- materialize
+
+
+def test_materialize_only_under_differentiation(rng):
+    x, k = jnp.ones((2, 8, 8, 4)), jnp.ones((3, 3, 4, 4))
+
+    def fwd(x, k):
+        return ops.conv(jax.nn.relu(x), k)
+
+    def grad(x, k):
+        return jax.grad(lambda x, k: jnp.sum(fwd(x, k) ** 2), argnums=(0, 1))(x, k)
+
+    def tgrad(y, k):
+        def loss(y, k):
+            return jnp.sum(ops.conv_transpose(jnp.tanh(y), k, strides=2) ** 2)
+
+        return jax.grad(loss, argnums=(0, 1))(y, k)
+
+    def kernel_grad_only(x, k):  # the input is not differentiated: nothing to store
+        return jax.grad(lambda k: jnp.sum(fwd(x, k) ** 2))(k)
+
+    assert _count(fwd, (x, k), "while", ["materialize"]) == 0  # inference: no cost
+    assert _count(grad, (x, k), "while", ["materialize"]) == 1
+    assert _count(grad, (x, k), "while", False) == 0
+    assert _count(kernel_grad_only, (x, k), "while", ["materialize"]) == 0
+    assert _count(tgrad, (x, k), "while", ["materialize"]) == 1
+    assert _count(tgrad, (x, k), "while", ["conv_transpose", "materialize"]) == 1
+    dw = (jnp.ones((1, 8, 8, 4)), jnp.ones((3, 3, 1, 4)))
+    depthwise_grad = jax.grad(lambda x, k: jnp.sum(ops.depthwise_conv(x, k) ** 2), argnums=(0, 1))
+    assert _count(depthwise_grad, dw, "while", ["depthwise", "materialize"]) == 0
+    # XLA keeps the loop (the fusion boundary) in the compiled program.
+    with ops.use_fast_paths(["materialize"]):
+        compiled = jax.jit(lambda x, k: grad(x, k)).lower(x, k).compile().as_text()
+    assert "while" in compiled
+
+
+def test_materialized_is_the_identity():
+    special = [np.nan, np.inf, -np.inf, -0.0, 0.0, 1.5, -2.25, 1e-45]
+    for first in (np.nan, -0.0, 3.0):
+        x = np.array([first, *special], np.float32).reshape(3, 3)
+        y = np.asarray(jax.jit(fast._materialized)(jnp.asarray(x)))
+        np.testing.assert_array_equal(np.signbit(y), np.signbit(x))
+        np.testing.assert_array_equal(y, x)  # NaN == NaN for assert_array_equal
+    empty = jnp.zeros((0, 3))
+    assert fast._materialized(empty).shape == (0, 3)
+    for other in (jnp.arange(6).reshape(2, 3), jnp.array([True, False]), jnp.array([1 + 2j])):
+        np.testing.assert_array_equal(jax.jit(fast._materialized)(other), other)
+    half = np.asarray(jnp.asarray(x, jnp.bfloat16))
+    out = np.asarray(jax.jit(fast._materialized)(jnp.asarray(half)))
+    np.testing.assert_array_equal(out.view(np.uint16), half.view(np.uint16))  # bit for bit
+
+
+@pytest.mark.parametrize(
+    ("op", "shapes"),
+    [
+        (
+            lambda x, k: ops.conv(jnp.tanh(x), k, strides=2, padding="SAME"),
+            ((2, 6, 5, 3), (3, 3, 3, 4)),
+        ),
+        (lambda x, k: ops.conv(x, k, groups=2), ((1, 6, 5, 4), (2, 2, 2, 4))),
+        (lambda y, k: ops.conv_transpose(y, k, strides=2), ((1, 3, 3, 4), (3, 3, 2, 4))),
+    ],
+    ids=["conv", "grouped", "conv_transpose"],
+)
+def test_materialize_matches_lax(x64, rng, op, shapes):
+    """The stored input changes no value or derivative: exact agreement, and second-order
+    forward and reverse derivatives (the loop itself is never differentiated)."""
+    args = tuple(_r(rng, *s) for s in shapes)
+
+    def loss(*a):
+        return jnp.sum(jnp.sin(op(*a)))
+
+    results = []
+    for enabled in (["materialize"], False):
+        with ops.use_fast_paths(enabled):
+            results.append(jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))(*args))
+    (v1, g1), (v0, g0) = results
+    assert float(v1) == float(v0)
+    for a, b in zip(g1, g0, strict=True):
+        np.testing.assert_array_equal(a, b)
+    with ops.use_fast_paths(["materialize"]):
+        check_grads(jax.jit(op), args, order=2, modes=("fwd", "rev"))
+        hessian = jax.jit(jax.hessian(loss))(*args)
+    with ops.use_fast_paths(False):
+        expected = jax.jit(jax.hessian(loss))(*args)
+    np.testing.assert_allclose(hessian, expected, rtol=1e-12, atol=1e-12)
+
+
 # --------------------------------------------------------------------------- max pool
 
 
@@ -436,3 +524,9 @@ def test_max_pool_fast_path_applies():
 def test_env_var_is_documented():
     assert fast.ENV_VAR == "CNN_JAX_FAST_PATHS"
     assert fast.ENV_VAR in (fast.__doc__ or "")
+
+
+def test_one_input_channel_is_a_dense_convolution():
+    """``groups == C_in == 1`` is the dense path (not the depthwise one)."""
+    x, k = jnp.ones((2, 8, 8, 1)), jnp.ones((5, 5, 1, 6))
+    assert _count(ops.conv, (x, k), "conv_general_dilated", True) == 1

@@ -98,7 +98,7 @@ __all__ = [
 Array = Any
 
 #: The fast paths, by name.
-FAST_PATHS = ("conv", "depthwise", "grouped", "conv_transpose", "max_pool")
+FAST_PATHS = ("conv", "depthwise", "grouped", "conv_transpose", "max_pool", "materialize")
 #: The fast paths used by default on the CPU backend when XLA:CPU computes convolutions
 #: itself (Eigen; the default XLA flags of ``cnn_jax.xla_defaults``). Chosen by
 #: measurement (``benchmarks/train_step_cpu.py``, docs/RESULTS.md): there XLA's own
@@ -106,7 +106,7 @@ FAST_PATHS = ("conv", "depthwise", "grouped", "conv_transpose", "max_pool")
 #: while depthwise, grouped and transposed convolutions still gain 3-4x per training
 #: step. The ``max_pool`` tangent was slower than ``cnn_jax.ops.pool``'s rule at every
 #: measured shape (6-256 channels, 2x2 and 3x3 windows) and is off by default.
-CPU_DEFAULT = frozenset({"depthwise", "grouped", "conv_transpose"})
+CPU_DEFAULT = frozenset({"depthwise", "grouped", "conv_transpose", "materialize"})
 #: The CPU default when XLA hands convolutions to YNNPACK (jaxlib 0.10's own default,
 #: i.e. ``XLA_FLAGS`` without ``cnn_jax.xla_defaults``' flag): YNNPACK's kernel
 #: gradients are slow, and the per-tap products win by up to 2x per training step.
@@ -228,6 +228,79 @@ def fast_path_enabled(name: str) -> bool:
     if name not in FAST_PATHS:
         raise ValueError(f"`name` (={name!r}) must be one of {FAST_PATHS}")
     return name in enabled_fast_paths()
+
+
+# --------------------------------------------------------------------------- materialize
+
+
+def _materialized(x: Array) -> Array:
+    """``x``, computed into a buffer of its own: XLA fuses nothing across this point.
+
+    XLA removes ``lax.optimization_barrier`` before fusing, so the boundary is a
+    ``while`` loop that XLA cannot prove away: it runs once (no times if the first
+    element is NaN) and XORs the bits of ``x`` with a zero it cannot fold. That is exact
+    for every value (NaN payloads, infinities, signed zeros, subnormals, which a float
+    multiply by one would flush to zero on XLA:CPU). Complex arrays are returned as they
+    are (no same-width integer type to view them as).
+    """
+    if x.size == 0 or jnp.issubdtype(x.dtype, jnp.complexfloating):
+        return x
+    first = lax.slice(x, (0,) * x.ndim, (1,) * x.ndim).reshape(())
+    trips = (first == first).astype(jnp.int32)
+    if jnp.issubdtype(x.dtype, jnp.floating):
+        bits = jnp.dtype(f"int{8 * jnp.dtype(x.dtype).itemsize}")
+    else:
+        bits = x.dtype
+    zero = (trips - 1).astype(bits)  # 0 whenever the body runs
+
+    def body(carry: tuple[Array, Array]) -> tuple[Array, Array]:
+        i, v = carry
+        flipped = lax.bitcast_convert_type(v, bits) ^ zero
+        return i + 1, lax.bitcast_convert_type(flipped, x.dtype)
+
+    return lax.while_loop(lambda c: c[0] < trips, body, (jnp.int32(0), x))[1]
+
+
+@jax.custom_jvp
+def _stored(x: Array) -> Array:
+    """``x`` when not differentiated; under differentiation, ``x`` materialized."""
+    return x
+
+
+@jax.custom_jvp
+def _stored_primal(x: Array) -> Array:
+    return _materialized(x)
+
+
+@_stored.defjvp
+def _stored_jvp(primals: tuple[Array], tangents: tuple[Array]) -> tuple[Array, Array]:
+    return _stored_primal(primals[0]), tangents[0]
+
+
+@_stored_primal.defjvp
+def _stored_primal_jvp(primals: tuple[Array], tangents: tuple[Array]) -> tuple[Array, Array]:
+    # The loop is never differentiated (reverse mode cannot transpose a while loop).
+    return _stored_primal(primals[0]), tangents[0]
+
+
+def keep_input(x: Array) -> Array:
+    """A convolution's input, kept in memory for its derivatives (fast path ``'materialize'``).
+
+    XLA:CPU fuses the elementwise chain that produces an activation (batch norm, ReLU,
+    residual sums, several blocks deep) into each of its consumers and recomputes it
+    there. For the layout transpose in front of a convolution's kernel gradient that
+    recomputation is 5-40x slower than reading the stored activation (ResNet-20: 345 of
+    706 ms per training step). Under differentiation this returns ``x`` from a fusion
+    boundary, so that the forward convolution and its derivatives read one stored
+    buffer; without differentiation it returns ``x`` unchanged (no cost in inference).
+
+    Args:
+      x: an array.
+
+    Returns:
+      ``x`` (the same values; a stored copy under differentiation).
+    """
+    return _stored(x) if "materialize" in enabled_fast_paths() else x
 
 
 # --------------------------------------------------------------------------- geometry
@@ -469,11 +542,14 @@ def conv(x: Array, w: Array, g: ConvGeometry) -> Array:
     """
     enabled = enabled_fast_paths()
     c_in = x.shape[-1]
+    depthwise = g.groups > 1 and g.groups == c_in and w.shape[-2] == 1
+    if depthwise and "depthwise" in enabled:
+        # Shifted slices, no layout transposes: the input is best fused, not stored.
+        return _depthwise(x, w, g)
+    x = keep_input(x)
     if g.groups == 1:
         return _conv(x, w, g) if "conv" in enabled else _lax_conv(x, w, g)
-    if g.groups == c_in and w.shape[-2] == 1:
-        if "depthwise" in enabled:
-            return _depthwise(x, w, g)
+    if depthwise:
         return _lax_conv(x, w, g)
     return _conv(x, w, g) if "grouped" in enabled else _lax_conv(x, w, g)
 
