@@ -74,6 +74,7 @@ class Settings:
     only: str | None = None
     verbose: bool = False
     omp_wait_policy: str = "PASSIVE"
+    host_memory: str = "reuse"
 
 
 def parse_args(description: str, argv: Sequence[str] | None = None) -> Settings:
@@ -101,6 +102,13 @@ def parse_args(description: str, argv: Sequence[str] | None = None) -> Settings:
         help="OMP_WAIT_POLICY for PyTorch's OpenMP threads (default PASSIVE: on a loaded "
         "machine the spinning default stalls parallel regions for whole scheduler slices)",
     )
+    parser.add_argument(
+        "--host-memory",
+        default="reuse",
+        choices=["reuse", "default"],
+        help="reuse (default): cnn_jax.host_memory.reuse_host_memory() for this process, "
+        "JAX and PyTorch alike; default: glibc's malloc settings",
+    )
     ns = parser.parse_args(argv)
     if ns.threads < 1:
         parser.error(f"--threads (={ns.threads}) must be positive")
@@ -108,7 +116,15 @@ def parse_args(description: str, argv: Sequence[str] | None = None) -> Settings:
     reps = ns.reps if ns.reps is not None else 5
     if rounds < 3 or reps < 5:
         parser.error(f"need at least 3 rounds of 5 reps, got --rounds {rounds} --reps {reps}")
-    return Settings(ns.quick, ns.threads, rounds, reps, ns.only, ns.verbose, ns.omp_wait_policy)
+    host_memory = "default"
+    if ns.host_memory == "reuse":
+        from cnn_jax.host_memory import reuse_host_memory
+
+        # Before JAX or PyTorch start their threads (each would get its own arena).
+        host_memory = "reuse" if reuse_host_memory() else "default (reuse not applied)"
+    return Settings(
+        ns.quick, ns.threads, rounds, reps, ns.only, ns.verbose, ns.omp_wait_policy, host_memory
+    )
 
 
 def set_threads(threads: int, omp_wait_policy: str = "PASSIVE") -> int:
@@ -217,6 +233,7 @@ def environment_lines(settings: Settings, used_threads: int) -> list[str]:
         f"samples under {MIN_SAMPLE_S * 1e3:g} ms averaged over up to {MAX_INNER} calls"
         + (", --quick" if settings.quick else ""),
         f"- load average at start (1, 5, 15 min): {load_average()}",
+        f"- host memory (malloc): {settings.host_memory} (--host-memory)",
     ]
 
 
