@@ -74,7 +74,7 @@ class Settings:
     only: str | None = None
     verbose: bool = False
     omp_wait_policy: str = "PASSIVE"
-    host_memory: str = "reuse"
+    host_memory: str = "default"
 
 
 def parse_args(description: str, argv: Sequence[str] | None = None) -> Settings:
@@ -104,10 +104,10 @@ def parse_args(description: str, argv: Sequence[str] | None = None) -> Settings:
     )
     parser.add_argument(
         "--host-memory",
-        default="reuse",
+        default="default",
         choices=["reuse", "default"],
-        help="reuse (default): cnn_jax.host_memory.reuse_host_memory() for this process, "
-        "JAX and PyTorch alike; default: glibc's malloc settings",
+        help="default: glibc's malloc settings; reuse: cnn_jax.host_memory.reuse_host_memory() "
+        "for this process, JAX and PyTorch alike",
     )
     ns = parser.parse_args(argv)
     if ns.threads < 1:

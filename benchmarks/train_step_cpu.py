@@ -380,11 +380,14 @@ class JaxProgram:
     first_loss: float | None = None
 
 
-def jax_programs(module: Any, spec: Spec, fast: Any) -> tuple[JaxProgram, JaxProgram]:
+def jax_programs(
+    module: Any, spec: Spec, fast: Any, hlo_path: str | None = None
+) -> tuple[JaxProgram, JaxProgram]:
     """Compiles the training step and the inference function of a flax module.
 
     Both are traced inside ``use_fast_paths(fast)``; new function objects are jitted
-    for every call, so that no trace is shared between switch settings.
+    for every call, so that no trace is shared between switch settings. With
+    ``hlo_path``, the optimized HLO of the training step is written there.
 
     Returns:
       ``(train, infer)``.
@@ -426,6 +429,9 @@ def jax_programs(module: Any, spec: Spec, fast: Any) -> tuple[JaxProgram, JaxPro
         t0 = time.perf_counter()
         step_c = jax.jit(step, donate_argnums=0).lower(state[0], x, y).compile()
         t1 = time.perf_counter()
+        if hlo_path:
+            with open(hlo_path, "w") as f:
+                f.write(step_c.as_text())
         infer_c = jax.jit(infer).lower(*infer_vars, x).compile()
         t2 = time.perf_counter()
     first_loss = float(jax.jit(loss_fn)(*infer_vars, x, y)[0])

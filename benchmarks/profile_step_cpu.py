@@ -1,0 +1,99 @@
+"""Where the time of one training step goes on XLA:CPU: ``jax.profiler`` totals per op kind.
+
+Traces a few training steps of one model of ``benchmarks.train_step_cpu`` (the ``ours``
+program, or plain flax) with ``jax.profiler``, reads the trace back with
+``jax.profiler.ProfileData`` and prints, per kind of compiled op (the fusion names of
+the optimized HLO, e.g. ``transpose_copy_fusion``, without their numeric suffix), the
+time per step summed over XLA:CPU's worker threads, with the page faults and system time
+per step. Kinds that run on two threads at once add up to more than the wall time;
+convolutions run by Eigen appear only with the time to start them, so the table shows
+what is *not* convolution arithmetic. The optimized HLO can be written with ``--hlo``.
+
+This is how the recomputation inside the kernel gradient's layout transposes was found
+(``transpose_copy_fusion``: 345 of 706 ms of a ResNet-20 step; the ``materialize`` fast
+path of ``cnn_jax.ops.fast``), and the page faults of every step's fresh buffers
+(``cnn_jax.host_memory``).
+
+Run from the repository root::
+
+    python -m benchmarks.profile_step_cpu --model resnet20
+    python -m benchmarks.profile_step_cpu --model resnet20 \
+        --fast-paths depthwise,grouped,conv_transpose   # without 'materialize'
+    python -m benchmarks.profile_step_cpu --model airbench94 --flax --hlo /tmp/airbench.hlo
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import glob
+import re
+import resource
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+
+from benchmarks import train_step_cpu
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Parses the command line, profiles the steps and prints the table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="resnet20", choices=train_step_cpu.MODELS)
+    parser.add_argument("--flax", action="store_true", help="the plain flax.linen model")
+    parser.add_argument("--fast-paths", default="auto", help="as in benchmarks.train_step_cpu")
+    parser.add_argument("--steps", type=int, default=3, help="traced steps (after 3 warm-up)")
+    parser.add_argument("--top", type=int, default=20, help="op kinds to print")
+    parser.add_argument("--hlo", default=None, help="write the optimized HLO of the step here")
+    parser.add_argument("--host-memory", choices=("reuse", "default"), default="default")
+    args = parser.parse_args(argv)
+    if args.steps < 1:
+        parser.error(f"--steps (={args.steps}) must be positive")
+    if args.host_memory == "reuse":
+        from cnn_jax.host_memory import reuse_host_memory
+
+        reuse_host_memory()
+    import jax
+
+    import cnn_jax  # noqa: F401  (its XLA flags, before the backend starts)
+
+    spec = train_step_cpu.specs(False, 10)[args.model]
+    module = train_step_cpu._jax_models(10)[args.model][1 if args.flax else 0]
+    train, _ = train_step_cpu.jax_programs(module, spec, args.fast_paths, hlo_path=args.hlo)
+    for _ in range(3):
+        train.run()
+    usage0 = resource.getrusage(resource.RUSAGE_SELF)
+    with tempfile.TemporaryDirectory() as trace_dir:
+        t0 = time.perf_counter()
+        with jax.profiler.trace(trace_dir):
+            for _ in range(args.steps):
+                train.run()
+        wall = (time.perf_counter() - t0) / args.steps
+        usage1 = resource.getrusage(resource.RUSAGE_SELF)
+        (path,) = glob.glob(f"{trace_dir}/**/*.xplane.pb", recursive=True)
+        profile = jax.profiler.ProfileData.from_file(path)
+        kinds: collections.Counter[str] = collections.Counter()
+        for plane in profile.planes:
+            for line in plane.lines:
+                if "XLAEigen" not in line.name:
+                    continue
+                for event in line.events:
+                    if event.name.startswith("ThunkExecutor"):
+                        continue
+                    kinds[re.sub(r"\.\d+$", "", event.name)] += event.duration_ns
+    faults = (usage1.ru_minflt - usage0.ru_minflt) / args.steps
+    system = (usage1.ru_stime - usage0.ru_stime) / args.steps
+    which = "flax" if args.flax else f"ours (fast paths {args.fast_paths})"
+    print(f"### {args.model}, {which}: one training step under jax.profiler\n")
+    print(f"- command: `python -m benchmarks.profile_step_cpu {' '.join(sys.argv[1:])}`")
+    print(f"- wall time per traced step: {wall * 1e3:.0f} ms (slower than untraced)")
+    print(f"- page faults per step: {faults:,.0f}; system time per step: {system * 1e3:.0f} ms\n")
+    print("| op kind | ms per step (all threads) |")
+    print("|---|---|")
+    for kind, ns in kinds.most_common(args.top):
+        print(f"| `{kind}` | {ns / args.steps / 1e6:.1f} |")
+
+
+if __name__ == "__main__":
+    main()
