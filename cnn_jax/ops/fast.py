@@ -95,6 +95,7 @@ __all__ = [
     "conv_transpose",
     "enabled_fast_paths",
     "fast_path_enabled",
+    "keep_input",
     "max_pool_tangent",
     "use_fast_paths",
     "ynn_convolutions",
@@ -111,7 +112,8 @@ FAST_PATHS = ("conv", "depthwise", "grouped", "conv_transpose", "max_pool", "mat
 #: while depthwise, grouped and transposed convolutions still gain 3-4x per training
 #: step. The ``max_pool`` tangent was slower than ``cnn_jax.ops.pool``'s rule at every
 #: measured shape (6-256 channels, 2x2 and 3x3 windows) and is off by default. The
-#: stored input (``materialize``) cut a ResNet-20 training step from 855 to 665 ms.
+#: stored input (``materialize``) cut a ResNet-20 training step from 889 to 585 ms
+#: (docs/RESULTS.md, "CPU training steps, second pass").
 CPU_DEFAULT = frozenset({"depthwise", "grouped", "conv_transpose", "materialize"})
 #: The CPU default when XLA hands convolutions to YNNPACK (jaxlib 0.10's own default,
 #: i.e. ``XLA_FLAGS`` without ``cnn_jax.xla_defaults``' flag): YNNPACK's kernel
