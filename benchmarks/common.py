@@ -77,6 +77,10 @@ class Settings:
     host_memory: str = "default"
 
 
+#: The ``--host-memory`` choices (``apply_host_memory``).
+HOST_MEMORY_CHOICES = ("default", "reuse")
+
+
 def parse_args(description: str, argv: Sequence[str] | None = None) -> Settings:
     """Parses the command line shared by every benchmark.
 
@@ -105,7 +109,7 @@ def parse_args(description: str, argv: Sequence[str] | None = None) -> Settings:
     parser.add_argument(
         "--host-memory",
         default="default",
-        choices=["reuse", "default"],
+        choices=HOST_MEMORY_CHOICES,
         help="default: glibc's malloc settings; reuse: cnn_jax.host_memory.reuse_host_memory() "
         "for this process, JAX and PyTorch alike",
     )
@@ -116,15 +120,27 @@ def parse_args(description: str, argv: Sequence[str] | None = None) -> Settings:
     reps = ns.reps if ns.reps is not None else 5
     if rounds < 3 or reps < 5:
         parser.error(f"need at least 3 rounds of 5 reps, got --rounds {rounds} --reps {reps}")
-    host_memory = "default"
-    if ns.host_memory == "reuse":
-        from cnn_jax.host_memory import reuse_host_memory
-
-        # Before JAX or PyTorch start their threads (each would get its own arena).
-        host_memory = "reuse" if reuse_host_memory() else "default (reuse not applied)"
+    host_memory = apply_host_memory(ns.host_memory)
     return Settings(
         ns.quick, ns.threads, rounds, reps, ns.only, ns.verbose, ns.omp_wait_policy, host_memory
     )
+
+
+def apply_host_memory(choice: str) -> str:
+    """Applies a ``--host-memory`` choice to this process; call before JAX or PyTorch start.
+
+    Args:
+      choice: ``'reuse'`` (``cnn_jax.host_memory.reuse_host_memory()``) or ``'default'``.
+
+    Returns:
+      What is in effect, for the report.
+    """
+    if choice != "reuse":
+        return "default"
+    from cnn_jax.host_memory import reuse_host_memory
+
+    # Before JAX or PyTorch start their threads (each would get its own arena).
+    return "reuse" if reuse_host_memory() else "default (reuse not applied)"
 
 
 def set_threads(threads: int, omp_wait_policy: str = "PASSIVE") -> int:

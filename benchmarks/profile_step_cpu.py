@@ -10,7 +10,7 @@ convolutions run by Eigen appear only with the time to start them, so the table 
 what is *not* convolution arithmetic. The optimized HLO can be written with ``--hlo``.
 
 This is how the recomputation inside the kernel gradient's layout transposes was found
-(``transpose_copy_fusion``: 345 of 706 ms of a ResNet-20 step; the ``materialize`` fast
+(``transpose_copy_fusion``: 433 ms per ResNet-20 step without the ``materialize`` fast
 path of ``cnn_jax.ops.fast``), and the page faults of every step's fresh buffers
 (``cnn_jax.host_memory``).
 
@@ -34,7 +34,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 
-from benchmarks import train_step_cpu
+from benchmarks import common, train_step_cpu
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -46,14 +46,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=3, help="traced steps (after 3 warm-up)")
     parser.add_argument("--top", type=int, default=20, help="op kinds to print")
     parser.add_argument("--hlo", default=None, help="write the optimized HLO of the step here")
-    parser.add_argument("--host-memory", choices=("reuse", "default"), default="default")
+    parser.add_argument("--host-memory", choices=common.HOST_MEMORY_CHOICES, default="default")
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
     args = parser.parse_args(argv)
     if args.steps < 1:
         parser.error(f"--steps (={args.steps}) must be positive")
-    if args.host_memory == "reuse":
-        from cnn_jax.host_memory import reuse_host_memory
-
-        reuse_host_memory()
+    host_memory = common.apply_host_memory(args.host_memory)
+    threads = common.set_threads(args.threads, "unset")
     import jax
 
     import cnn_jax  # noqa: F401  (its XLA flags, before the backend starts)
@@ -88,6 +87,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f"### {args.model}, {which}: one training step under jax.profiler\n")
     print(f"- command: `python -m benchmarks.profile_step_cpu {' '.join(sys.argv[1:])}`")
     print(f"- wall time per traced step: {wall * 1e3:.0f} ms (slower than untraced)")
+    print(f"- threads: {threads}; host memory (malloc): {host_memory}")
     print(f"- page faults per step: {faults:,.0f}; system time per step: {system * 1e3:.0f} ms\n")
     print("| op kind | ms per step (all threads) |")
     print("|---|---|")

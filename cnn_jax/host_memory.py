@@ -5,8 +5,8 @@ block of hundreds of megabytes for a CNN training step) and frees them at the en
 serves blocks that large with a fresh ``mmap`` and returns them with ``munmap``, so every
 step touches its working memory for the first time again: the kernel maps and zeroes it
 one 4 KiB page at a time. Measured on the 2-core development machine (docs/RESULTS.md,
-"Host memory"): 74,000 page faults and ~240 ms of system time per ResNet-20 training
-step (batch 128), 155,000 faults per airbench94 step.
+"CPU training steps, second pass"): 74,000-92,000 page faults and 240-350 ms of system
+time per ResNet-20 training step (batch 128), 155,000 faults per airbench94 step.
 
 ``reuse_host_memory()`` sets three ``mallopt`` parameters so that freed memory stays in
 the process and is handed out again:
@@ -17,11 +17,12 @@ the process and is handed out again:
 * ``M_TRIM_THRESHOLD = 2**31 - 1``: free memory at the top of the heap is not returned.
 
 The cost: the process keeps its peak heap until it exits, and threads share one arena.
-A ResNet-20 training step alone (batch 128) went from 672 to 500 ms with it, the page
-faults from 74,000 to 9,500 per step. It is not a free win: one epoch of the default
-LeNet-5 job (batch 64, small buffers, tf.data threads sharing the one arena) was slower
-with it (14-18 s against 11-15 s of training, noisy), so the library never calls it on
-import. ``experiments/main.py --reuse_host_memory`` and the benchmarks'
+Under the profiler a ResNet-20 training step (batch 128) went from 1,144 to 922 ms with
+it, the page faults from 91,843 to 28,550 per step (``python -m
+benchmarks.profile_step_cpu --host-memory reuse|default``). It is not a free win: one
+epoch of the default LeNet-5 job (batch 64, small buffers, tf.data threads sharing the
+one arena) trained in 15.0-15.8 s with it against 11.2-11.7 s without, so the library
+never calls it on import. ``experiments/main.py --reuse_host_memory`` and the benchmarks'
 ``--host-memory reuse`` (for JAX and PyTorch alike) call it, and a user at the top of a
 script, before JAX starts (threads that allocated before keep their own arenas).
 ``CNN_JAX_REUSE_HOST_MEMORY=0`` turns it off everywhere. Linux with glibc only; elsewhere

@@ -42,7 +42,8 @@ def main(argv: list[str]) -> None:
     if FLAGS.reuse_host_memory:  # before TensorFlow or JAX start their threads
         from cnn_jax.host_memory import reuse_host_memory
 
-        reuse_host_memory()
+        if not reuse_host_memory():
+            logging.warning("--reuse_host_memory: not applied (opted out, or not Linux/glibc)")
     if not FLAGS["verbosity"].present:  # orbax logs every checkpoint step at INFO
         logging.set_verbosity(logging.WARNING)
     try:  # tf.data must not take the accelerators' memory.

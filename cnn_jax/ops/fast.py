@@ -297,10 +297,11 @@ def keep_input(x: Array) -> Array:
     XLA:CPU fuses the elementwise chain that produces an activation (batch norm, ReLU,
     residual sums, several blocks deep) into each of its consumers and recomputes it
     there. For the layout transpose in front of a convolution's kernel gradient that
-    recomputation is 5-40x slower than reading the stored activation (ResNet-20: 345 of
-    706 ms per training step). Under differentiation this returns ``x`` from a fusion
-    boundary, so that the forward convolution and its derivatives read one stored
-    buffer; without differentiation it returns ``x`` unchanged (no cost in inference).
+    recomputation is 5-40x slower than reading the stored activation (ResNet-20: 433 ms
+    of such transposes per training step without this, 99 ms with it; docs/RESULTS.md).
+    Under differentiation this returns ``x`` from a fusion boundary, so that the forward
+    convolution and its derivatives read one stored buffer; without differentiation it
+    returns ``x`` unchanged (no cost in inference).
 
     Args:
       x: an array.
