@@ -11,9 +11,14 @@ shared CPU:
   faster in a short pre-measurement of both (the table says which), with
   ``OMP_WAIT_POLICY=PASSIVE`` unless told otherwise: on a loaded machine the spinning
   default made 2-thread PyTorch calls stall for 16-32 ms each.
-* The candidates of one case are timed interleaved (A, B, C, A, B, C, ...): ``rounds``
-  rounds of ``reps`` samples of each; a sample is one call (or the mean of a few
-  calls for ops faster than ``MIN_SAMPLE_S``). The time of a candidate is the median
+* The candidates of one case are timed interleaved: ``rounds`` rounds of ``reps``
+  samples of each; a sample is one call (or the mean of a few calls for ops faster than
+  ``MIN_SAMPLE_S``). Within a round the order is either per sample (A, B, C, A, B, C,
+  ...; ``--order sample``, the default of the op benchmarks) or per block (one untimed
+  call, then the ``reps`` samples of A, then of B, ...; ``--order block``, the default
+  of the training-step benchmarks: each program is timed in the steady state of a
+  training loop, after a call of itself, not after another program that left the
+  malloc heap and the caches in its own state). The time of a candidate is the median
   of all its samples, and a ratio is ``median(candidate) / median(reference)``,
   printed with the range of the per-round ratios (of the medians of one round each).
   Ops faster than ``PREWARM_BELOW_S`` get one untimed call before each sample, so
@@ -58,6 +63,8 @@ MAX_INNER = 64
 #: Candidates faster than this get one untimed call before each sample, so that none
 #: pays for the caches that the previous candidate left cold.
 PREWARM_BELOW_S = 20e-3
+#: The orders of the samples within a round (``measure``).
+ORDERS = ("sample", "block")
 
 
 # --------------------------------------------------------------------------- settings
@@ -75,18 +82,22 @@ class Settings:
     verbose: bool = False
     omp_wait_policy: str = "PASSIVE"
     host_memory: str = "default"
+    order: str = "sample"
 
 
 #: The ``--host-memory`` choices (``apply_host_memory``).
 HOST_MEMORY_CHOICES = ("default", "reuse")
 
 
-def parse_args(description: str, argv: Sequence[str] | None = None) -> Settings:
+def parse_args(
+    description: str, argv: Sequence[str] | None = None, order: str = "sample"
+) -> Settings:
     """Parses the command line shared by every benchmark.
 
     Args:
       description: the benchmark's one-line description, for ``--help``.
       argv: the arguments (``sys.argv[1:]`` by default).
+      order: the default of ``--order`` (one of ``ORDERS``, see ``measure``).
 
     Returns:
       The settings; ``--quick`` means 3 rounds x 5 reps on small shapes, the full
@@ -113,6 +124,14 @@ def parse_args(description: str, argv: Sequence[str] | None = None) -> Settings:
         help="default: glibc's malloc settings; reuse: cnn_jax.host_memory.reuse_host_memory() "
         "for this process, JAX and PyTorch alike",
     )
+    parser.add_argument(
+        "--order",
+        default=order,
+        choices=ORDERS,
+        help=f"order within a round (default {order}): 'sample' interleaves the candidates "
+        "sample by sample; 'block' times each candidate's samples one after the other, "
+        "after one untimed call (steady state, as in a training loop)",
+    )
     ns = parser.parse_args(argv)
     if ns.threads < 1:
         parser.error(f"--threads (={ns.threads}) must be positive")
@@ -122,7 +141,15 @@ def parse_args(description: str, argv: Sequence[str] | None = None) -> Settings:
         parser.error(f"need at least 3 rounds of 5 reps, got --rounds {rounds} --reps {reps}")
     host_memory = apply_host_memory(ns.host_memory)
     return Settings(
-        ns.quick, ns.threads, rounds, reps, ns.only, ns.verbose, ns.omp_wait_policy, host_memory
+        ns.quick,
+        ns.threads,
+        rounds,
+        reps,
+        ns.only,
+        ns.verbose,
+        ns.omp_wait_policy,
+        host_memory,
+        ns.order,
     )
 
 
@@ -245,7 +272,8 @@ def environment_lines(settings: Settings, used_threads: int) -> list[str]:
         f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}), "
         f"{platform.system()} {platform.release()}",
         "- versions: " + ", ".join(f"{k} {val}" for k, val in v.items()),
-        f"- settings: {settings.rounds} interleaved rounds x {settings.reps} reps, "
+        f"- settings: {settings.rounds} interleaved rounds x {settings.reps} reps "
+        f"(--order {settings.order}), "
         f"samples under {MIN_SAMPLE_S * 1e3:g} ms averaged over up to {MAX_INNER} calls"
         + (", --quick" if settings.quick else ""),
         f"- load average at start (1, 5, 15 min): {load_average()}",
@@ -274,24 +302,39 @@ class Timing:
         return [statistics.median(r) for r in self.rounds]
 
 
-def measure(candidates: dict[str, Callable[[], Any]], rounds: int, reps: int) -> dict[str, Timing]:
-    """Times callables interleaved: A, B, C, A, B, C, ... (``reps`` times per round).
+def measure(
+    candidates: dict[str, Callable[[], Any]], rounds: int, reps: int, order: str = "sample"
+) -> dict[str, Timing]:
+    """Times callables in interleaved rounds of ``reps`` samples of each.
 
     Each callable must run the computation once and wait for it (``block_until_ready``).
     Every candidate is called twice first (warm-up); the second call sets how many
     calls one sample averages (enough for ``MIN_SAMPLE_S``). Then every round takes
-    ``reps`` samples of each candidate, one candidate after the other, so that a burst
-    of load from other processes hits all candidates alike. Candidates faster than
-    ``PREWARM_BELOW_S`` get one untimed call before each sample (hot caches for all).
+    ``reps`` samples of each candidate, so that a burst of load from other processes
+    hits all candidates alike:
+
+    * ``order='sample'``: A, B, C, A, B, C, ...; candidates faster than
+      ``PREWARM_BELOW_S`` get one untimed call before each sample (hot caches for all);
+    * ``order='block'``: one untimed call of A, then its ``reps`` samples, then B's, ...:
+      each sample follows a call of the same program. For training steps this is the
+      steady state of a training loop: XLA:CPU allocates a step's temporaries in one
+      block (hundreds of MB) that glibc maps afresh for each call, and a different
+      program in between decides which memory that call finds.
 
     Args:
       candidates: name -> callable, timed in this order.
       rounds: the number of rounds.
       reps: samples per candidate per round.
+      order: ``'sample'`` or ``'block'`` (``ORDERS``).
 
     Returns:
       name -> its ``Timing``.
+
+    Raises:
+      ValueError: for an unknown ``order``.
     """
+    if order not in ORDERS:
+        raise ValueError(f"`order` (={order!r}) must be one of {ORDERS}")
     out = {}
     for name, fn in candidates.items():
         fn()
@@ -300,18 +343,27 @@ def measure(candidates: dict[str, Callable[[], Any]], rounds: int, reps: int) ->
         dt = time.perf_counter() - t0
         inner = min(MAX_INNER, max(1, math.ceil(MIN_SAMPLE_S / max(dt, 1e-7))))
         out[name] = Timing(inner=inner, prewarm=dt < PREWARM_BELOW_S)
+
+    def sample(name: str) -> float:
+        fn, inner = candidates[name], out[name].inner
+        t0 = time.perf_counter()
+        for _ in range(inner):
+            fn()
+        return (time.perf_counter() - t0) / inner
+
     for _ in range(rounds):
         for timing in out.values():
             timing.rounds.append([])
+        if order == "block":
+            for name, fn in candidates.items():
+                fn()
+                out[name].rounds[-1].extend(sample(name) for _ in range(reps))
+            continue
         for _ in range(reps):
             for name, fn in candidates.items():
-                inner = out[name].inner
                 if out[name].prewarm:
                     fn()
-                t0 = time.perf_counter()
-                for _ in range(inner):
-                    fn()
-                out[name].rounds[-1].append((time.perf_counter() - t0) / inner)
+                out[name].rounds[-1].append(sample(name))
     return out
 
 
@@ -739,7 +791,7 @@ def run_case(case: Case, mode: str, settings: Settings) -> dict[str, str]:
         cands["torch"] = t_run
         err_torch = max_rel_error(ours_res, _torch_results_to_jax(case, *t_res()))
     cands["ref again"] = ref_again
-    t = measure(cands, settings.rounds, settings.reps)
+    t = measure(cands, settings.rounds, settings.reps, settings.order)
     other_cells = []
     for k, prog in other_progs.items():
         err = max_rel_error(ours_res, _leaves(prog.result()))

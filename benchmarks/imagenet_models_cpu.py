@@ -160,7 +160,9 @@ def bench(name: str, size: int, batch: int, settings: common.Settings) -> list[s
         ("forward", jax_fwd, torch_fwd),
         ("train", jax_train, torch_train),
     ):
-        t = common.measure({"ours": ours_fn, "torch": ref_fn}, settings.rounds, settings.reps)
+        t = common.measure(
+            {"ours": ours_fn, "torch": ref_fn}, settings.rounds, settings.reps, settings.order
+        )
         r = common.ratio(t["ours"], t["torch"])
         program = fwd if mode == "forward" else step
         rows.append(
@@ -187,7 +189,7 @@ def main() -> None:
         if a.startswith("--batch="):
             batch = int(a.split("=", 1)[1])
             argv.remove(a)
-    settings = common.parse_args(__doc__.split("\n")[0], argv)
+    settings = common.parse_args(__doc__.split("\n")[0], argv, order="block")
     used = common.set_threads(settings.threads, settings.omp_wait_policy)
     names = [n for n in FAMILIES if settings.only is None or settings.only in n]
     if settings.quick:

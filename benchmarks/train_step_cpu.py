@@ -19,10 +19,13 @@ softmax cross-entropy, backward, SGD with momentum 0.9 (``optax.sgd`` /
 ``torch.optim.SGD``), batch-norm statistics updated. The JAX step is one jitted
 program with the state donated; the PyTorch step is ``zero_grad``, forward,
 ``backward``, ``step``. ``infer`` times the forward pass in evaluation mode (running
-statistics; ``torch.no_grad()``). All candidates of one model and mode are timed
-interleaved (``benchmarks.common.measure``: rounds of ``reps`` samples of each, one
-after the other) and a ratio is the median of all samples of one over the other's,
-with the range of the per-round ratios.
+statistics; ``torch.no_grad()``). All candidates of one model and mode are timed in
+interleaved rounds (``benchmarks.common.measure``); within a round each candidate runs
+one untimed step and then its ``reps`` timed steps (``--order block``, the steady state
+of a training loop; ``--order sample`` alternates the candidates step by step, which
+makes each JAX step find the malloc heap as the previous, different program left it).
+A ratio is the median of all samples of one over the other's, with the range of the
+per-round ratios.
 
 Models (float32):
 
@@ -560,7 +563,7 @@ def run_model(
     }.items():
         t_run, layout, layout_times = torch_progs[mode]
         cands = {"ours": a.run, "ours (lax)": b.run, "flax": c.run, "torch": t_run}
-        t = common.measure(cands, settings.rounds, settings.reps)
+        t = common.measure(cands, settings.rounds, settings.reps, settings.order)
         r = {k: common.ratio(t["ours"], t[k]) for k in cands}
         rows.append(
             {
@@ -621,7 +624,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "cnn_jax.ops.FAST_PATHS, comma-separated (to measure one lever at a time)",
     )
     extra, rest = parser.parse_known_args(argv)
-    settings = common.parse_args(__doc__.splitlines()[0], rest)
+    settings = common.parse_args(__doc__.splitlines()[0], rest, order="block")
     if extra.xla_flags:
         os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {extra.xla_flags}".strip()
     if extra.xla_defaults == "off":
