@@ -337,7 +337,7 @@ def test_conv_transpose_output_shape_and_groups(x64, rng):
 @pytest.mark.parametrize(
     ("op", "shapes", "order"),
     [
-        (lambda x, k: ops.conv(x, k, strides=2, padding="SAME"), ((1, 5, 4, 3), (3, 3, 3, 4)), 2),
+        (lambda x, k: ops.conv(x, k, strides=2, padding="SAME"), ((1, 5, 4, 4), (3, 3, 4, 4)), 2),
         (lambda x, k: ops.conv(x, k, dilation=2, groups=2), ((1, 6, 5, 4), (2, 2, 2, 4)), 1),
         (lambda x, k: ops.depthwise_conv(x, k, strides=2), ((1, 5, 4, 2), (3, 3, 1, 4)), 1),
         (
@@ -345,12 +345,18 @@ def test_conv_transpose_output_shape_and_groups(x64, rng):
             ((1, 3, 3, 4), (3, 3, 2, 4)),
             2,
         ),
+        (
+            lambda x, k: ops.conv(x, k, strides=2, padding="SAME", dilation=(2, 1)),
+            ((1, 6, 5, 3), (3, 2, 3, 2)),
+            2,
+        ),
     ],
-    ids=["conv", "grouped", "depthwise", "conv_transpose"],
+    ids=["conv", "grouped", "depthwise", "conv_transpose", "small_input"],
 )
 def test_check_grads(x64, products, rng, op, shapes, order):
     """Forward and reverse mode (the rules are custom JVPs), to second order for the
-    custom rules (grouped: the dense rule batched; depthwise: plain ``jnp`` code)."""
+    custom rules (grouped: the dense rule batched; depthwise: plain ``jnp`` code;
+    small_input: products forward, lax's derivatives)."""
     args = tuple(_r(rng, *s) for s in shapes)
     with ops.use_fast_paths(True):
         check_grads(jax.jit(op), args, order=order, modes=("fwd", "rev"))
@@ -527,6 +533,75 @@ def test_env_var_is_documented():
 
 
 def test_one_input_channel_is_a_dense_convolution():
-    """``groups == C_in == 1`` is the dense path (not the depthwise one)."""
+    """``groups == C_in == 1`` is a dense convolution (not the depthwise path): the
+    broadcast products with ``small_input``, ``lax`` without."""
     x, k = jnp.ones((2, 8, 8, 1)), jnp.ones((5, 5, 1, 6))
-    assert _count(ops.conv, (x, k), "conv_general_dilated", True) == 1
+    without = [p for p in fast.FAST_PATHS if p != "small_input"]
+    assert _count(ops.conv, (x, k), "conv_general_dilated", without) == 1
+    assert _count(ops.conv, (x, k), "conv_general_dilated", True) == 0
+    assert _count(ops.conv, (x, k), "while", True) == 1  # the stored result
+    assert _count(ops.conv, (x, k), "while", without) == 0
+
+
+# --------------------------------------------------------------------------- small input
+
+
+def test_small_input_rule():
+    g = _geometry(1, 0)
+    assert fast.small_input((256, 32, 32, 1), (5, 5, 1, 6), g)  # LeNet-5's first layer
+    assert fast.small_input((128, 32, 32, 3), (3, 3, 3, 16), g)  # ResNet-20's
+    assert fast.small_input((256, 32, 32, 3), (2, 2, 3, 24), g)  # airbench94's whitening
+    assert not fast.small_input((256, 14, 14, 6), (5, 5, 6, 16), g)  # 6 channels
+    assert not fast.small_input((8, 224, 224, 3), (7, 7, 3, 64), g)  # 147 products
+    assert not fast.small_input((8, 32, 32, 3), (5, 5, 3, 8), g)  # 75 products
+    grouped = fast.ConvGeometry((1, 1), ((0, 0),) * 2, (1, 1), 3, None)
+    assert not fast.small_input((8, 32, 32, 3), (3, 3, 1, 6), grouped)
+
+
+# (spatial, window, strides, padding, dilation, c_in, c_out)
+SMALL_INPUT_GRID = [
+    ((9, 8), 5, 1, "VALID", 1, 1, 6),
+    ((7, 6), 3, 2, "SAME", 1, 3, 4),
+    ((8, 7), (2, 3), (2, 1), [(1, 0), (2, 1)], (2, 1), 2, 5),
+    ((8, 7), 2, 1, "FULL", 1, 3, 2),
+    ((11,), 5, 1, "CAUSAL", 2, 1, 3),
+    ((5, 4, 6), 3, (1, 2, 1), "SAME", 1, 1, 2),
+]
+
+
+@pytest.mark.parametrize(
+    ("spatial", "window", "strides", "padding", "dilation", "ci", "co"), SMALL_INPUT_GRID
+)
+def test_small_input_matches_lax(x64, rng, spatial, window, strides, padding, dilation, ci, co):
+    n = len(spatial)
+    window = (window,) * n if isinstance(window, int) else window
+    x, k, b = _r(rng, 2, *spatial, ci), _r(rng, *window, ci, co), _r(rng, co)
+    kw = dict(strides=strides, padding=padding, dilation=dilation)
+
+    def f(x, k, b):
+        return ops.conv(x, k, b, **kw)
+
+    assert fast.small_input(x.shape, k.shape, _geometry(1, 0))
+    _assert_same(f, (x, k, b))
+    # The forward program is the broadcast products (the derivatives are lax's).
+    assert _count(f, (x, k, b), "conv_general_dilated", ["small_input"]) == 0
+    assert _count(f, (x, k, b), "conv_general_dilated", False) == 1
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_small_input_low_precision(rng, dtype):
+    """Products accumulated in float32, like lax's convolution: float32 and bfloat16
+    agree with lax to their rounding, and keep their dtype."""
+    x = jnp.asarray(rng.standard_normal((4, 16, 16, 3)), dtype)
+    k = jnp.asarray(rng.standard_normal((3, 3, 3, 8)), dtype)
+    results = []
+    for enabled in (["small_input"], False):
+        with ops.use_fast_paths(enabled):
+            results.append(jax.jit(lambda x, k: ops.conv(x, k, padding="SAME"))(x, k))
+    fast_y, lax_y = results
+    assert fast_y.dtype == lax_y.dtype == dtype
+    exact = ops.conv(x.astype(jnp.float32), k.astype(jnp.float32), padding="SAME")
+    tol = 1e-5 if dtype == jnp.float32 else 1e-2
+    scale = float(jnp.max(jnp.abs(exact)))
+    for y in (fast_y, lax_y):
+        assert float(jnp.max(jnp.abs(y.astype(jnp.float32) - exact))) <= tol * scale

@@ -37,6 +37,12 @@ forward programs and cheaper derivatives, each path under a name of ``FAST_PATHS
   instead of the gather (and scatter) of ``cnn_jax.ops.pool``'s rule. Overlapping windows
   keep that rule.
 
+* **few input channels** (``groups == 1``, at most ``SMALL_INPUT_MAX_CHANNELS`` input
+  channels and ``SMALL_INPUT_MAX_TERMS`` products per output, ``'small_input'``: a
+  network's first layer on grey or RGB images): the forward pass is a sum of shifted
+  input channels times kernel rows (broadcast products, one fused loop, its result
+  stored), which XLA:CPU's convolution computes 2-4x slower; the derivatives are
+  ``lax``'s.
 * **stored input** (``'materialize'``, for dense, grouped and transposed convolutions):
   under differentiation the input is computed into a buffer of its own (``keep_input``),
   so that XLA:CPU reads it in the kernel gradient instead of recomputing the elementwise
@@ -97,6 +103,7 @@ __all__ = [
     "fast_path_enabled",
     "keep_input",
     "max_pool_tangent",
+    "small_input",
     "use_fast_paths",
     "ynn_convolutions",
 ]
@@ -104,7 +111,15 @@ __all__ = [
 Array = Any
 
 #: The fast paths, by name.
-FAST_PATHS = ("conv", "depthwise", "grouped", "conv_transpose", "max_pool", "materialize")
+FAST_PATHS = (
+    "conv",
+    "depthwise",
+    "grouped",
+    "conv_transpose",
+    "max_pool",
+    "materialize",
+    "small_input",
+)
 #: The fast paths used by default on the CPU backend when XLA:CPU computes convolutions
 #: itself (Eigen; the default XLA flags of ``cnn_jax.xla_defaults``). Chosen by
 #: measurement (``benchmarks/train_step_cpu.py``, docs/RESULTS.md): there XLA's own
@@ -113,8 +128,11 @@ FAST_PATHS = ("conv", "depthwise", "grouped", "conv_transpose", "max_pool", "mat
 #: step. The ``max_pool`` tangent was slower than ``cnn_jax.ops.pool``'s rule at every
 #: measured shape (6-256 channels, 2x2 and 3x3 windows) and is off by default. The
 #: stored input (``materialize``) cut a ResNet-20 training step from 889 to 585 ms
-#: (docs/RESULTS.md, "CPU training steps, second pass").
-CPU_DEFAULT = frozenset({"depthwise", "grouped", "conv_transpose", "materialize"})
+#: (docs/RESULTS.md, "CPU training steps, second pass"). The forward pass of a
+#: convolution with 1-3 input channels as broadcast products (``small_input``) cut
+#: LeNet-5's first layer from 14 to 3.5 ms (docs/RESULTS.md, "CPU training steps, third
+#: pass").
+CPU_DEFAULT = frozenset({"depthwise", "grouped", "conv_transpose", "materialize", "small_input"})
 #: The CPU default when XLA hands convolutions to YNNPACK (jaxlib 0.10's own default,
 #: i.e. ``XLA_FLAGS`` without ``cnn_jax.xla_defaults``' flag): YNNPACK's kernel
 #: gradients are slow, and the per-tap products win by up to 2x per training step.
@@ -535,6 +553,74 @@ def _depthwise(x: Array, w: Array, g: ConvGeometry) -> Array:
     return y.astype(x.dtype)
 
 
+#: A dense convolution with at most this many input channels ...
+SMALL_INPUT_MAX_CHANNELS = 3
+#: ... and at most this many products per output value (taps x input channels) has its
+#: forward pass computed as broadcast products (fast path ``'small_input'``). Measured on
+#: the 2-core development machine (forward + ReLU, ``lax`` vs products): 1->6 5x5 on
+#: 32x32 (25 terms) 14.6 vs 3.5 ms, 3->16 3x3 (27) 8.0 vs 2.8 ms, 3->24 2x2 (12) 12.3 vs
+#: 5.9 ms, but 6->16 5x5 on 14x14 (150 terms) 3.2 vs 5.7 ms.
+SMALL_INPUT_MAX_TERMS = 32
+
+
+def small_input(x_shape: Sequence[int], w_shape: Sequence[int], g: ConvGeometry) -> bool:
+    """Whether a convolution's forward pass uses the broadcast products (``'small_input'``).
+
+    Args:
+      x_shape: the input shape ``(N, *spatial, C_in)``.
+      w_shape: the kernel shape ``(*window, C_in / groups, C_out)``.
+      g: the geometry.
+
+    Returns:
+      ``True`` for a dense convolution with few input channels and few products per
+      output (``SMALL_INPUT_MAX_CHANNELS``, ``SMALL_INPUT_MAX_TERMS``).
+    """
+    c_in = x_shape[-1]
+    taps = math.prod(w_shape[:-2])
+    return (
+        g.groups == 1
+        and 1 <= c_in <= SMALL_INPUT_MAX_CHANNELS
+        and taps * c_in <= SMALL_INPUT_MAX_TERMS
+    )
+
+
+def _broadcast_products(x: Array, w: Array, g: ConvGeometry) -> Array:
+    """A dense convolution: the sum over taps and input channels of shifted inputs x kernel rows."""
+    n = x.ndim - 2
+    window = w.shape[:n]
+    out = _out_shape(x.shape[1:-1], window, g)
+    acc_dtype = jnp.promote_types(x.dtype, jnp.float32)
+    xp = _pad(x, g)
+    y = None
+    for t in _taps(window):
+        s = _tap_slice(xp, t, out, g.strides, g.dilation).astype(acc_dtype)
+        for c in range(x.shape[-1]):
+            p = s[..., c : c + 1] * w[t][c].astype(acc_dtype)
+            y = p if y is None else y + p
+    return y.astype(x.dtype)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
+def _small_input_conv(x: Array, w: Array, g: ConvGeometry) -> Array:
+    # Stored: fused into its consumer (ReLU and a max pool, say) the products are
+    # recomputed there and the layer is slower than lax (LeNet-5 inference 35 vs 21 ms).
+    return _stored_primal(_broadcast_products(x, w, g))
+
+
+def _small_input_conv_jvp(g: ConvGeometry, primals: tuple[Array, Array], tangents: tuple[Any, Any]):
+    x, w = primals
+    tx, tw = tangents
+    y = _small_input_conv(x, w, g)
+    # lax's derivatives: differentiating the products gives a kernel gradient of one
+    # reduction per tap and channel, measured 4x slower per LeNet-5 training step.
+    return y, _bilinear_tangent(
+        y, tx, tw, lambda t: _lax_conv(t, w, g), lambda t: _lax_conv(x, t, g)
+    )
+
+
+_small_input_conv.defjvp(_small_input_conv_jvp, symbolic_zeros=True)
+
+
 def conv(x: Array, w: Array, g: ConvGeometry) -> Array:
     """Convolution with the fast derivatives, or ``lax`` where no fast path applies.
 
@@ -556,6 +642,8 @@ def conv(x: Array, w: Array, g: ConvGeometry) -> Array:
         # Shifted slices, no layout transposes: the input is best fused, not stored.
         return _depthwise(x, w, g)
     x = keep_input(x)
+    if "small_input" in enabled and small_input(x.shape, w.shape, g):
+        return _small_input_conv(x, w, g)
     if g.groups == 1:
         return _conv(x, w, g) if "conv" in enabled else _lax_conv(x, w, g)
     if depthwise:
