@@ -41,7 +41,7 @@ forward programs and cheaper derivatives, each path under a name of ``FAST_PATHS
   channels and ``SMALL_INPUT_MAX_TERMS`` products per output, ``'small_input'``: a
   network's first layer on grey or RGB images): the forward pass is a sum of shifted
   input channels times kernel rows (broadcast products, one fused loop, its result
-  stored), which XLA:CPU's convolution computes 2-4x slower; the derivatives are
+  stored), which XLA:CPU's convolution computes 2.5-3.3x slower; the derivatives are
   ``lax``'s.
 * **stored input** (``'materialize'``, for dense, grouped and transposed convolutions):
   under differentiation the input is computed into a buffer of its own (``keep_input``),
@@ -130,7 +130,7 @@ FAST_PATHS = (
 #: stored input (``materialize``) cut a ResNet-20 training step from 889 to 585 ms
 #: (docs/RESULTS.md, "CPU training steps, second pass"). The forward pass of a
 #: convolution with 1-3 input channels as broadcast products (``small_input``) cut
-#: LeNet-5's first layer from 14 to 3.5 ms (docs/RESULTS.md, "CPU training steps, third
+#: LeNet-5's first layer from 12.0 to 3.6 ms (docs/RESULTS.md, "CPU training steps, third
 #: pass").
 CPU_DEFAULT = frozenset({"depthwise", "grouped", "conv_transpose", "materialize", "small_input"})
 #: The CPU default when XLA hands convolutions to YNNPACK (jaxlib 0.10's own default,
@@ -556,10 +556,10 @@ def _depthwise(x: Array, w: Array, g: ConvGeometry) -> Array:
 #: A dense convolution with at most this many input channels ...
 SMALL_INPUT_MAX_CHANNELS = 3
 #: ... and at most this many products per output value (taps x input channels) has its
-#: forward pass computed as broadcast products (fast path ``'small_input'``). Measured on
-#: the 2-core development machine (forward + ReLU, ``lax`` vs products): 1->6 5x5 on
-#: 32x32 (25 terms) 14.6 vs 3.5 ms, 3->16 3x3 (27) 8.0 vs 2.8 ms, 3->24 2x2 (12) 12.3 vs
-#: 5.9 ms, but 6->16 5x5 on 14x14 (150 terms) 3.2 vs 5.7 ms.
+#: forward pass computed as broadcast products (fast path ``'small_input'``). Forward
+#: passes on the 2-core development machine (``python -m benchmarks.ops_conv --only "first
+#: layers"``, docs/RESULTS.md): 0.30x ``lax``'s time for 1->6 5x5 (25 products), 0.36x for
+#: 3->16 3x3 (27), 0.40x for 3->24 2x2 (12); 6->16 5x5 (150) is left to ``lax``.
 SMALL_INPUT_MAX_TERMS = 32
 
 
@@ -603,7 +603,7 @@ def _broadcast_products(x: Array, w: Array, g: ConvGeometry) -> Array:
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
 def _small_input_conv(x: Array, w: Array, g: ConvGeometry) -> Array:
     # Stored: fused into its consumer (ReLU and a max pool, say) the products are
-    # recomputed there and the layer is slower than lax (LeNet-5 inference 35 vs 21 ms).
+    # recomputed there, and LeNet-5's inference was slower than with lax.
     return _stored_primal(_broadcast_products(x, w, g))
 
 
@@ -612,7 +612,8 @@ def _small_input_conv_jvp(g: ConvGeometry, primals: tuple[Array, Array], tangent
     tx, tw = tangents
     y = _small_input_conv(x, w, g)
     # lax's derivatives: differentiating the products gives a kernel gradient of one
-    # reduction per tap and channel, measured 4x slower per LeNet-5 training step.
+    # reduction per tap and channel, which made a LeNet-5 training step several times
+    # slower.
     return y, _bilinear_tangent(
         y, tx, tw, lambda t: _lax_conv(t, w, g), lambda t: _lax_conv(x, t, g)
     )
