@@ -533,21 +533,36 @@ def _conv_jvp(g: ConvGeometry, primals: tuple[Array, Array], tangents: tuple[Any
 _conv.defjvp(_conv_jvp, symbolic_zeros=True)
 
 
-def _depthwise(x: Array, w: Array, g: ConvGeometry) -> Array:
-    """Depthwise convolution as a sum over taps of shifted inputs times per-channel weights."""
-    n = x.ndim - 2
-    window = w.shape[:n]
-    c = x.shape[-1]
-    mult = w.shape[-1] // c
+def _sum_over_taps(
+    x: Array, window: Sequence[int], g: ConvGeometry, term: Callable[[Array, Any], Array]
+) -> Array:
+    """``sum over taps t of term(x's inputs at tap t, t)``, in float32 or wider.
+
+    The loop of the depthwise and the few-input-channel forward passes: one fused loop
+    over shifted slices of the padded input, no convolution.
+    """
     out = _out_shape(x.shape[1:-1], window, g)
     acc_dtype = jnp.promote_types(x.dtype, jnp.float32)
     xp = _pad(x, g)
     y = None
     for t in _taps(window):
-        s = _tap_slice(xp, t, out, g.strides, g.dilation).astype(acc_dtype)
-        k = w[t].reshape(c, mult).astype(acc_dtype)  # (1, C * m) -> (C, m)
-        p = s[..., None] * k if mult > 1 else s * k[:, 0]
+        p = term(_tap_slice(xp, t, out, g.strides, g.dilation).astype(acc_dtype), t)
         y = p if y is None else y + p
+    return y
+
+
+def _depthwise(x: Array, w: Array, g: ConvGeometry) -> Array:
+    """Depthwise convolution as a sum over taps of shifted inputs times per-channel weights."""
+    n = x.ndim - 2
+    c = x.shape[-1]
+    mult = w.shape[-1] // c
+    acc_dtype = jnp.promote_types(x.dtype, jnp.float32)
+
+    def term(s: Array, t: Any) -> Array:
+        k = w[t].reshape(c, mult).astype(acc_dtype)  # (1, C * m) -> (C, m)
+        return s[..., None] * k if mult > 1 else s * k[:, 0]
+
+    y = _sum_over_taps(x, w.shape[:n], g, term)
     if mult > 1:
         y = y.reshape(*y.shape[:-2], c * mult)
     return y.astype(x.dtype)
@@ -586,18 +601,16 @@ def small_input(x_shape: Sequence[int], w_shape: Sequence[int], g: ConvGeometry)
 
 def _broadcast_products(x: Array, w: Array, g: ConvGeometry) -> Array:
     """A dense convolution: the sum over taps and input channels of shifted inputs x kernel rows."""
-    n = x.ndim - 2
-    window = w.shape[:n]
-    out = _out_shape(x.shape[1:-1], window, g)
     acc_dtype = jnp.promote_types(x.dtype, jnp.float32)
-    xp = _pad(x, g)
-    y = None
-    for t in _taps(window):
-        s = _tap_slice(xp, t, out, g.strides, g.dilation).astype(acc_dtype)
-        for c in range(x.shape[-1]):
-            p = s[..., c : c + 1] * w[t][c].astype(acc_dtype)
-            y = p if y is None else y + p
-    return y.astype(x.dtype)
+
+    def term(s: Array, t: Any) -> Array:
+        k = w[t].astype(acc_dtype)  # (C_in, C_out)
+        p = s[..., :1] * k[0]
+        for c in range(1, x.shape[-1]):
+            p = p + s[..., c : c + 1] * k[c]
+        return p
+
+    return _sum_over_taps(x, w.shape[: x.ndim - 2], g, term).astype(x.dtype)
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
