@@ -7,7 +7,9 @@ the optimized HLO, e.g. ``transpose_copy_fusion``, without their numeric suffix)
 time per step summed over XLA:CPU's worker threads, with the page faults and system time
 per step. Kinds that run on two threads at once add up to more than the wall time;
 convolutions run by Eigen appear only with the time to start them, so the table shows
-what is *not* convolution arithmetic. The optimized HLO can be written with ``--hlo``.
+what is *not* convolution arithmetic. It also prints the size of the compiled step's
+temporaries (XLA's memory analysis) and its YNNPACK fusions counted by op. The optimized
+HLO can be written with ``--hlo``.
 
 This is how the recomputation inside the kernel gradient's layout transposes was found
 (``transpose_copy_fusion``: 433 ms per ResNet-20 step without the ``materialize`` fast
@@ -88,7 +90,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f"- command: `python -m benchmarks.profile_step_cpu {' '.join(sys.argv[1:])}`")
     print(f"- wall time per traced step: {wall * 1e3:.0f} ms (slower than untraced)")
     print(f"- threads: {threads}; host memory (malloc): {host_memory}")
-    print(f"- page faults per step: {faults:,.0f}; system time per step: {system * 1e3:.0f} ms\n")
+    print(f"- page faults per step: {faults:,.0f}; system time per step: {system * 1e3:.0f} ms")
+    if train.temp_bytes is not None:
+        print(f"- temporaries of the compiled step (XLA memory analysis): {train.temp_bytes:,} B")
+    print(f"- YNNPACK fusions by op: {train.ynn_fusions or 'none'}\n")
     print("| op kind | ms per step (all threads) |")
     print("|---|---|")
     for kind, ns in kinds.most_common(args.top):

@@ -57,6 +57,7 @@ from __future__ import annotations
 import argparse
 import functools
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -381,6 +382,28 @@ class JaxProgram:
     run: Callable[[], Any]
     compile_s: float
     first_loss: float | None = None
+    temp_bytes: int | None = None
+    ynn_fusions: dict[str, int] | None = None
+
+
+def ynn_fusions(hlo_text: str) -> dict[str, int]:
+    """Counts the YNNPACK fusions of an optimized XLA:CPU program by the JAX op they compute.
+
+    Args:
+      hlo_text: the program's optimized HLO (``compiled.as_text()``).
+
+    Returns:
+      ``{op: count}``, the op being the last part of the fusion's ``op_name`` metadata
+      (``reduce_sum``, ``dot_general``, ...; ``?`` where a fusion has none).
+    """
+    counts: dict[str, int] = {}
+    for line in hlo_text.splitlines():
+        if '"__ynn_fusion"' not in line or " fusion(" not in line:
+            continue
+        name = re.search(r'op_name="([^"]*)"', line)
+        op = name.group(1).rsplit("/", 1)[-1] if name else "?"
+        counts[op] = counts.get(op, 0) + 1
+    return dict(sorted(counts.items()))
 
 
 def jax_programs(
@@ -432,9 +455,10 @@ def jax_programs(
         t0 = time.perf_counter()
         step_c = jax.jit(step, donate_argnums=0).lower(state[0], x, y).compile()
         t1 = time.perf_counter()
+        hlo = step_c.as_text()
         if hlo_path:
             with open(hlo_path, "w") as f:
-                f.write(step_c.as_text())
+                f.write(hlo)
         infer_c = jax.jit(infer).lower(*infer_vars, x).compile()
         t2 = time.perf_counter()
     first_loss = float(jax.jit(loss_fn)(*infer_vars, x, y)[0])
@@ -446,7 +470,10 @@ def jax_programs(
     def run_infer() -> Any:
         return jax.block_until_ready(infer_c(*infer_vars, x))
 
-    return JaxProgram(run_step, t1 - t0, first_loss), JaxProgram(run_infer, t2 - t1)
+    memory = step_c.memory_analysis()
+    temp = None if memory is None else int(memory.temp_size_in_bytes)
+    train = JaxProgram(run_step, t1 - t0, first_loss, temp, ynn_fusions(hlo))
+    return train, JaxProgram(run_infer, t2 - t1)
 
 
 def grad_agreement(module: Any, spec: Spec, fast_paths: Any = True) -> float:

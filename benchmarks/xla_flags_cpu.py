@@ -12,8 +12,10 @@ Settings:
 * ``jaxlib``: jaxlib's own defaults (``CNN_JAX_XLA_DEFAULTS=0``): convolutions handed
   to YNNPACK;
 * ``xnnpack-off``: the defaults plus ``--xla_cpu_use_xnnpack=false``;
-* ``ynn-off``: the defaults plus ``--xla_cpu_experimental_ynn_fusion_type=`` with no
-  types (nothing to YNNPACK, dots included).
+* ``ynn-off``: ``--xla_cpu_experimental_ynn_fusion_type=`` with no types (nothing to
+  YNNPACK, dots included);
+* ``ynn-reduce-off``: ``--xla_cpu_experimental_ynn_fusion_type=-individual_convolution,-reduce``
+  (reductions stay XLA's too, and can fuse with the elementwise code around them).
 
 Work per worker (``cnn_jax.ops.use_fast_paths(False)``, so that only XLA's own
 programs are compared):
@@ -54,6 +56,10 @@ SETTINGS: dict[str, tuple[dict[str, str], str]] = {
     "jaxlib": ({"CNN_JAX_XLA_DEFAULTS": "0"}, ""),
     "xnnpack-off": ({}, "--xla_cpu_use_xnnpack=false"),
     "ynn-off": ({}, "--xla_cpu_experimental_ynn_fusion_type="),
+    "ynn-reduce-off": (
+        {},
+        "--xla_cpu_experimental_ynn_fusion_type=-individual_convolution,-reduce",
+    ),
 }
 REFERENCE = "cnn_jax"
 MODELS = ("lenet5", "airbench94", "resnet20", "xception_block", "unet_decoder")

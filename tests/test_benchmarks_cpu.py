@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from benchmarks import common, profile_step_cpu
+from benchmarks import common, profile_step_cpu, train_step_cpu
 from cnn_jax import host_memory
 
 
@@ -26,6 +26,9 @@ def test_profile_step_prints_op_kinds(capsys, tmp_path):
     profile_step_cpu.main(["--model", "lenet5", "--steps", "1", "--top", "5", "--hlo", str(hlo)])
     out = capsys.readouterr().out
     assert "page faults per step" in out
+    temp = [line for line in out.splitlines() if "temporaries of the compiled step" in line]
+    assert len(temp) == 1 and int(temp[0].split(": ")[1].split()[0].replace(",", "")) > 0
+    assert "YNNPACK fusions by op: " in out
     rows = [line for line in out.splitlines() if line.startswith("| `")]
     assert 1 <= len(rows) <= 5
     assert "convolution" in hlo.read_text()
@@ -55,3 +58,23 @@ def test_measure_orders():
 def test_measure_rejects_an_unknown_order():
     with pytest.raises(ValueError, match="`order` \\(='x'\\)"):
         common.measure({"a": lambda: None}, rounds=1, reps=1, order="x")
+
+
+def test_ynn_fusions_are_counted_by_op():
+    hlo = "\n".join(
+        [
+            "  %ynn_fusion.5 = f32[1,728]{1,0} fusion(%a, %b), kind=kCustom, calls=%f.5, "
+            'metadata={op_name="jit(f)/transpose(jvp(M))/Conv_2/reduce_sum" stack_frame_id=3}, '
+            'backend_config={"fusion_config":{"kind":"__ynn_fusion"}}',
+            "  %ynn_fusion.6 = f32[8,8]{1,0} fusion(%c), kind=kCustom, calls=%f.6, "
+            'metadata={op_name="jit(f)/M/dot_general"}, '
+            'backend_config={"fusion_config":{"kind":"__ynn_fusion"}}',
+            "  %ynn_fusion.7 = f32[8]{0} fusion(%c), kind=kCustom, calls=%f.7, "
+            'backend_config={"fusion_config":{"kind":"__ynn_fusion"}}',
+            "  %add_fusion = f32[8]{0} fusion(%c), kind=kLoop, calls=%f.8, "
+            'metadata={op_name="jit(f)/M/reduce_sum"}',
+            '%fused_computation.5 (p: f32[8]) -> f32[8] {  // "__ynn_fusion" in a comment',
+        ]
+    )
+    assert train_step_cpu.ynn_fusions(hlo) == {"?": 1, "dot_general": 1, "reduce_sum": 1}
+    assert train_step_cpu.ynn_fusions("") == {}
