@@ -78,3 +78,21 @@ def test_ynn_fusions_are_counted_by_op():
     )
     assert train_step_cpu.ynn_fusions(hlo) == {"?": 1, "dot_general": 1, "reduce_sum": 1}
     assert train_step_cpu.ynn_fusions("") == {}
+
+
+def test_init_compile_alternates_the_schemes_and_restores_the_setting():
+    import jax
+
+    from benchmarks import init_compile_cpu
+
+    calls = []
+    times = init_compile_cpu.measure(
+        ["a", "b"], rounds=2, compile_fn=lambda m, p: calls.append((m, p)) or len(calls)
+    )
+    first = [("a", True), ("a", False), ("b", True), ("b", False)]
+    second = [("a", False), ("a", True), ("b", False), ("b", True)]
+    assert calls == first + second
+    assert times["a"] == {"partitionable": [1, 6], "classic": [2, 5]}
+    before = jax.config.jax_threefry_partitionable
+    assert init_compile_cpu.compile_init("lenet5", not before) > 0
+    assert jax.config.jax_threefry_partitionable == before
