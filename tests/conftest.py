@@ -1,4 +1,5 @@
-"""Test set-up: several CPU devices, so multi-device code (pmap, sharded jit) is testable.
+"""Test set-up: several CPU devices, so multi-device code (pmap, sharded jit) is testable,
+and JAX's classic random-bits scheme (its kernels compile faster on the CPU).
 
 ``--xla_force_host_platform_device_count`` must be set before JAX initialises its
 backends, hence here, before anything imports jax.
@@ -14,6 +15,14 @@ if "xla_force_host_platform_device_count" not in _flags:
         f"{_flags} --xla_force_host_platform_device_count={NUM_CPU_DEVICES}".strip()
     )
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# jax 0.10 draws random bits with the "partitionable" threefry scheme by default, whose
+# kernel XLA:CPU compiles in ~1.3 s per new shape against ~0.3 s for the classic scheme
+# (`python -m benchmarks.init_compile_cpu`; docs/RESULTS.md, "fourth pass"): every
+# parameter initializer of a new shape paid that. The suite, and the processes it
+# starts, use the classic scheme unless the environment says otherwise
+# (`JAX_THREEFRY_PARTITIONABLE=1 python -m pytest` runs it with jax's default). The
+# library works with either; only the random numbers for a given key differ.
+os.environ.setdefault("JAX_THREEFRY_PARTITIONABLE", "0")
 
 import jax  # noqa: E402
 import pytest  # noqa: E402
