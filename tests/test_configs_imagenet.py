@@ -77,6 +77,7 @@ def test_runlocal_trains_every_family(tmp_path, name, arg):
     assert np.isfinite(summary["test_loss"])
 
 
+@pytest.mark.slow  # 29-46 s on 2 cores
 def test_finetune_from_torchvision_weights(tmp_path):
     """init_from + freeze: frozen layers keep torchvision's weights and BN statistics."""
     torch_oracle.torchvision()

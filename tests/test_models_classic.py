@@ -290,7 +290,10 @@ def _train(model, variables, x, y, lr, steps=3):
 
 @pytest.mark.parametrize(
     ("make", "size", "lr"),
-    [(alexnet.AlexNet, 64, 0.01), (vgg.VGG11, 32, 0.01)],
+    [
+        (alexnet.AlexNet, 64, 0.01),
+        pytest.param(vgg.VGG11, 32, 0.01, marks=pytest.mark.slow),  # 19 s on 2 cores
+    ],
     ids=["alexnet", "vgg11"],
 )
 def test_forward_and_train_step(make, size, lr):
@@ -453,7 +456,10 @@ def _check_torchvision(name, size):
     assert not np.allclose(theirs, before, rtol=1e-2)
 
 
-@pytest.mark.parametrize(("name", "size"), [("alexnet", 64), ("vgg11_bn", 32)])
+@pytest.mark.parametrize(
+    ("name", "size"),
+    [("alexnet", 64), pytest.param("vgg11_bn", 32, marks=pytest.mark.slow)],  # vgg: 25 s
+)
 def test_torchvision_weights(name, size):
     _check_torchvision(name, size)
 

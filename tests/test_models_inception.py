@@ -343,6 +343,7 @@ def test_initialization():
             assert np.all(v == (1.0 if leaf in ("scale", "var") else 0.0)), where
 
 
+@pytest.mark.slow  # 45-57 s on 2 cores
 def test_googlenet_train_step_equals_torchvision():
     """One compiled training step with both auxiliary heads; torchvision, given our
     variables through ``to_torch``, agrees on the loss, the logits, the auxiliary logits,

@@ -382,6 +382,7 @@ def _free_port():
         return s.getsockname()[1]
 
 
+@pytest.mark.slow  # 33-41 s on 2 cores; one process with 8 devices stays in the default suite
 @needs_mnist
 def test_two_processes_train_together_like_one(tmp_path):
     """Two processes joined by jax.distributed.initialize (CPU collectives on localhost)."""
