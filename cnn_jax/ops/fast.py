@@ -521,16 +521,29 @@ def _bilinear_tangent(
     return parts[0] if len(parts) == 1 else parts[0] + parts[1]
 
 
-def _conv_jvp(g: ConvGeometry, primals: tuple[Array, Array], tangents: tuple[Any, Any]):
-    x, w = primals
-    tx, tw = tangents
-    y = _conv(x, w, g)
-    return y, _bilinear_tangent(
-        y, tx, tw, lambda t: _tangent_input(t, w, g), lambda t: _tangent_kernel(x, t, g)
-    )
+def _def_bilinear_jvp(
+    prim: Any,
+    along_a: Callable[[Array, Array, Any], Array],
+    along_b: Callable[[Array, Array, Any], Array],
+) -> None:
+    """Gives ``prim(a, b, g)`` (a ``custom_jvp``, bilinear in ``a`` and ``b``) its tangent.
+
+    The tangent is ``along_a(t_a, b, g) + along_b(a, t_b, g)``, the part of a symbolically
+    zero tangent skipped (``_bilinear_tangent``).
+    """
+
+    def jvp(g: Any, primals: tuple[Array, Array], tangents: tuple[Any, Any]):
+        a, b = primals
+        t_a, t_b = tangents
+        out = prim(a, b, g)
+        return out, _bilinear_tangent(
+            out, t_a, t_b, lambda t: along_a(t, b, g), lambda t: along_b(a, t, g)
+        )
+
+    prim.defjvp(jvp, symbolic_zeros=True)
 
 
-_conv.defjvp(_conv_jvp, symbolic_zeros=True)
+_def_bilinear_jvp(_conv, _tangent_input, _tangent_kernel)
 
 
 def _sum_over_taps(
@@ -620,19 +633,9 @@ def _small_input_conv(x: Array, w: Array, g: ConvGeometry) -> Array:
     return _stored_primal(_broadcast_products(x, w, g))
 
 
-def _small_input_conv_jvp(g: ConvGeometry, primals: tuple[Array, Array], tangents: tuple[Any, Any]):
-    x, w = primals
-    tx, tw = tangents
-    y = _small_input_conv(x, w, g)
-    # lax's derivatives: differentiating the products gives a kernel gradient of one
-    # reduction per tap and channel, which made a LeNet-5 training step several times
-    # slower.
-    return y, _bilinear_tangent(
-        y, tx, tw, lambda t: _lax_conv(t, w, g), lambda t: _lax_conv(x, t, g)
-    )
-
-
-_small_input_conv.defjvp(_small_input_conv_jvp, symbolic_zeros=True)
+# lax's derivatives: differentiating the products gives a kernel gradient of one
+# reduction per tap and channel, which made a LeNet-5 training step several times slower.
+_def_bilinear_jvp(_small_input_conv, _lax_conv, _lax_conv)
 
 
 def conv(x: Array, w: Array, g: ConvGeometry) -> Array:
@@ -744,20 +747,7 @@ def _conv_transpose(y: Array, k: Array, g: TransposeGeometry) -> Array:
     return _lax_conv_transpose(y, k, g)
 
 
-def _conv_transpose_jvp(g: TransposeGeometry, primals: Any, tangents: Any):
-    y, k = primals
-    ty, tk = tangents
-    out = _conv_transpose(y, k, g)
-    return out, _bilinear_tangent(
-        out,
-        ty,
-        tk,
-        lambda t: _lax_conv_transpose(t, k, g),
-        lambda t: _col2im_kernel_tangent(y, t, g),
-    )
-
-
-_conv_transpose.defjvp(_conv_transpose_jvp, symbolic_zeros=True)
+_def_bilinear_jvp(_conv_transpose, _lax_conv_transpose, _col2im_kernel_tangent)
 
 
 def conv_transpose(y: Array, k: Array, g: TransposeGeometry) -> Array:
