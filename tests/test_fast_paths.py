@@ -295,6 +295,58 @@ def test_depthwise_matches_lax(x64, rng, spatial, window, strides, padding, dila
     assert _count(lambda x, k: ops.depthwise_conv(x, k, **kw), (x, k), "conv_general", True) == 0
 
 
+def test_depthwise_chunk_rule(monkeypatch):
+    assert fast.DEPTHWISE_CHUNK_BYTES == 5 * 2**18
+    # 10x10x728 float32 (291 KB): 4 of 64 fit in 1.25 MiB; 56x56x128 (1.6 MB): one.
+    assert fast.depthwise_chunk((64, 10, 10, 728), 4) == 4
+    assert fast.depthwise_chunk((32, 56, 56, 128), 4) == 1
+    assert fast.depthwise_chunk((64, 10, 10, 728), 2) == 8  # bfloat16: twice as many
+    assert fast.depthwise_chunk((7, 2, 2, 3), 4) == 7  # the whole batch, one step
+    monkeypatch.setattr(fast, "DEPTHWISE_CHUNK_BYTES", 100)
+    assert fast.depthwise_chunk((12, 2, 2, 3), 4) == 2  # 48 B per example
+    assert fast.depthwise_chunk((7, 2, 2, 3), 4) == 1  # 7 is prime
+    assert fast.depthwise_chunk((5, 9, 9, 9), 4) == 1  # one example over the budget
+
+
+@pytest.mark.parametrize(
+    ("n", "chunk_bytes", "steps"),
+    [(6, 2 * 8 * 30 * 3, 3), (5, 1, 5), (4, 10**9, 1)],
+    ids=["chunks-of-2", "chunks-of-1", "one-chunk"],
+)
+@pytest.mark.parametrize("mult", [1, 2])
+def test_depthwise_kernel_gradient_loop(x64, rng, monkeypatch, n, chunk_bytes, steps, mult):
+    """The kernel derivative's loop over chunks of the batch: same values and
+    gradients as lax with one, several and single-example chunks, strided and padded,
+    and a loop of the expected length in the gradient's program."""
+    monkeypatch.setattr(fast, "DEPTHWISE_CHUNK_BYTES", chunk_bytes)
+    x, k = _r(rng, n, 6, 5, 3), _r(rng, 3, 2, 1, 3 * mult)  # 8 B x 30 x 3 per example
+
+    def op(x, k):
+        return ops.depthwise_conv(x, k, strides=(2, 1), padding="SAME")
+
+    _assert_same(op, (x, k))
+
+    def kernel_grad(x, k):
+        return jax.grad(lambda k: jnp.sum(jnp.tanh(op(x, k))))(k)
+
+    with ops.use_fast_paths(["depthwise"]):
+        jaxpr = str(jax.make_jaxpr(lambda x, k: kernel_grad(x, k))(x, k))
+    assert f"length={steps}" in jaxpr
+
+
+def test_depthwise_check_grads_in_chunks(x64, rng, monkeypatch):
+    """Second order, forward and reverse mode, through a loop of three steps."""
+    monkeypatch.setattr(fast, "DEPTHWISE_CHUNK_BYTES", 8 * 5 * 4 * 2)
+    args = (_r(rng, 3, 5, 4, 2), _r(rng, 3, 3, 1, 4))
+    with ops.use_fast_paths(["depthwise"]):
+        check_grads(
+            jax.jit(lambda x, k: ops.depthwise_conv(x, k, strides=2)),
+            args,
+            order=2,
+            modes=("fwd", "rev"),
+        )
+
+
 def test_separable_conv_matches_lax(x64, products, rng):
     x, dk, pk = _r(rng, 2, 6, 5, 4), _r(rng, 3, 3, 1, 8), _r(rng, 8, 6)
     _assert_same(lambda x, d, p: ops.separable_conv(x, d, p, strides=2), (x, dk, pk))

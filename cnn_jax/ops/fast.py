@@ -22,8 +22,10 @@ forward programs and cheaper derivatives, each path under a name of ``FAST_PATHS
   product, whose transpose is ``dy @ Wᵀ`` scattered back with strided pads (col2im)
   instead of a zero-dilated (``lhs_dilation``) convolution; at stride 1 it is ``lax``'s.
 * **depthwise convolution** (``groups == C_in``, ``'depthwise'``): a sum of shifted,
-  per-channel scaled copies of the input, forward and backward (fused loops, no
-  convolution).
+  per-channel scaled copies of the input, forward and input derivative (fused loops, no
+  convolution); the kernel gradient is a loop over chunks of the batch
+  (``depthwise_chunk``) that reads the input and the cotangent once, in cache, for all
+  the taps, instead of once per tap.
 * **grouped convolution** (``'grouped'``): as the dense one, the kernel gradient one
   product batched over the groups.
 * **transposed convolution** (``groups == 1``, ``'conv_transpose'``): the forward pass is
@@ -99,6 +101,7 @@ __all__ = [
     "ConvGeometry",
     "conv",
     "conv_transpose",
+    "depthwise_chunk",
     "enabled_fast_paths",
     "fast_path_enabled",
     "keep_input",
@@ -581,6 +584,60 @@ def _depthwise(x: Array, w: Array, g: ConvGeometry) -> Array:
     return y.astype(x.dtype)
 
 
+#: Bytes of a depthwise convolution's input per step of its kernel derivative's loop
+#: (``depthwise_chunk``). Kernel gradient of a 3x3 depthwise layer on the 2-core
+#: development machine, chunk of ``d`` examples (ad-hoc sweep, docs/RESULTS.md, "CPU,
+#: fifth pass"): best at 1-2 MiB of input per step at every measured shape, from
+#: (128, 32, 32, 32) (8 examples of 128 KiB) to (32, 56, 56, 128) (one of 1.5 MiB).
+DEPTHWISE_CHUNK_BYTES = 5 * 2**18
+
+
+def depthwise_chunk(x_shape: Sequence[int], itemsize: int) -> int:
+    """Examples per step of the loop of a depthwise convolution's kernel derivative.
+
+    Args:
+      x_shape: the input shape ``(N, *spatial, C)``.
+      itemsize: bytes per input element.
+
+    Returns:
+      The largest divisor ``d`` of ``N`` with ``d`` examples within
+      ``DEPTHWISE_CHUNK_BYTES`` (at least 1).
+    """
+    n, example = x_shape[0], math.prod(x_shape[1:]) * itemsize
+    fits = [d for d in range(1, n + 1) if n % d == 0 and d * example <= DEPTHWISE_CHUNK_BYTES]
+    return max(fits, default=1)
+
+
+def _depthwise_kernel_tangent(x: Array, tw: Array, g: ConvGeometry) -> Array:
+    """``_depthwise(x, tw)`` as a loop over chunks of the batch (``depthwise_chunk``).
+
+    Its transpose, the kernel gradient, is then a loop too: each step reads one chunk of
+    the input and of the output's cotangent while they are in cache and adds all the
+    taps' sums to the kernel's cotangent. Differentiated directly, the sum over taps has
+    a transpose of one reduction per tap over the whole batch, each reading the input
+    and the cotangent again (or writing each tap's slice out first): 2-5x slower on the
+    CPU. The body is rematerialized (``jax.checkpoint``) so that the shifted slices are
+    computed inside the transposed loop, not stored by the forward one.
+    """
+    n = x.shape[0]
+    chunk = depthwise_chunk(x.shape, x.dtype.itemsize)
+
+    def body(carry: None, xc: Array) -> tuple[None, Array]:
+        return carry, _depthwise(xc, tw, g)
+
+    xs = x.reshape(n // chunk, chunk, *x.shape[1:])
+    _, ys = lax.scan(jax.checkpoint(body, prevent_cse=False), None, xs)
+    return ys.reshape(n, *ys.shape[2:])
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
+def _depthwise_conv(x: Array, w: Array, g: ConvGeometry) -> Array:
+    return _depthwise(x, w, g)
+
+
+_def_bilinear_jvp(_depthwise_conv, _depthwise, _depthwise_kernel_tangent)
+
+
 #: A dense convolution with at most this many input channels ...
 SMALL_INPUT_MAX_CHANNELS = 3
 #: ... and at most this many products per output value (taps x input channels) has its
@@ -657,7 +714,7 @@ def conv(x: Array, w: Array, g: ConvGeometry) -> Array:
     depthwise = g.groups > 1 and g.groups == c_in and w.shape[-2] == 1
     if depthwise and "depthwise" in enabled:
         # Shifted slices, no layout transposes: the input is best fused, not stored.
-        return _depthwise(x, w, g)
+        return _depthwise_conv(x, w, g)
     x = keep_input(x)
     if "small_input" in enabled and small_input(x.shape, w.shape, g):
         return _small_input_conv(x, w, g)
