@@ -227,7 +227,10 @@ def depthwise_case(rng: np.random.Generator, batch: int, size: int, chans: int) 
         convert=[ACTIVATION, KERNEL],
         others={"9 shifted multiply-adds": _depthwise_slices},
         note="`9 shifted multiply-adds`: the depthwise convolution written as a sum of "
-        "9 shifted slices times per-channel weights (one XLA loop fusion, no convolution).",
+        "9 shifted slices times per-channel weights (one XLA loop fusion, no convolution), "
+        "differentiated by JAX: its kernel gradient is one reduction over the batch per tap "
+        "(the depthwise fast path before its kernel gradient became a loop over chunks of "
+        "the batch).",
     )
 
 
@@ -466,6 +469,10 @@ def cases(quick: bool) -> list[Case]:
           6, 16),
         conv_transpose_case(rng, 2, 14, 4, 32, 64, 2, 1),
         depthwise_case(rng, 1, 56, 128),
+        # Training batches (the kernel gradient's loop over chunks of the batch):
+        depthwise_case(rng, 64, 10, 728),  # Xception middle flow
+        depthwise_case(rng, 32, 56, 128),  # MobileNet, 56x56 stage
+        depthwise_case(rng, 128, 32, 32),
         separable_case(rng, 1, 56, 64, 128),
         locally_connected_case(rng, 8, 16, 3, 16, 16),
         tiled_conv_case(rng, 8, 16, 3, 2, 16, 16),

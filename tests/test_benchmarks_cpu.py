@@ -96,3 +96,12 @@ def test_init_compile_alternates_the_schemes_and_restores_the_setting():
     before = jax.config.jax_threefry_partitionable
     assert init_compile_cpu.compile_init("lenet5", not before) > 0
     assert jax.config.jax_threefry_partitionable == before
+
+
+def test_ops_norm_quick_runs(capsys):
+    pytest.importorskip("torch")
+    from benchmarks import ops_norm
+
+    ops_norm.main(["--quick", "--rounds", "3", "--reps", "5"])
+    out = capsys.readouterr().out
+    assert "BatchNorm train 8x8x16 N4" in out and "fwd+bwd" in out

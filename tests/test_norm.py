@@ -209,6 +209,95 @@ def test_batch_norm_check_grads_float64(rng):
         check_grads(jax.jit(f), (x64, scale), order=1, modes=("fwd", "rev"))
 
 
+@pytest.mark.parametrize("shape", [(16, 3), (2, 4, 5, 3), (2, 3, 3, 2, 4)])
+@pytest.mark.parametrize(("use_scale", "use_bias"), [(True, True), (False, True), (True, False)])
+@pytest.mark.parametrize("fast_variance", [False, True])
+def test_batch_norm_fast_path_equals_plain_formula(rng, shape, use_scale, use_bias, fast_variance):
+    """Fast path ``batch_norm`` (custom derivative) against JAX's derivative of the
+    plain formula, in float64: the same values bit for bit, the same running
+    statistics, the same gradients of x, scale and bias (reverse mode) and the same
+    tangents (forward mode, running statistics included)."""
+    from cnn_jax import ops
+
+    model = BatchNorm(use_scale=use_scale, use_bias=use_bias, fast_variance=fast_variance)
+    with jax.enable_x64(True):
+        x = jnp.asarray(rng.normal(size=shape) * 3 + 1, jnp.float64)
+        w = jnp.asarray(rng.normal(size=shape), jnp.float64)
+        variables = model.init(jax.random.key(0), x)
+        params = jax.tree.map(
+            lambda p: p + jnp.asarray(rng.normal(size=p.shape)), variables["params"]
+        )
+        stats = variables["batch_stats"]
+
+        def step(params, x):
+            y, upd = model.apply(
+                {"params": params, "batch_stats": stats}, x, train=True, mutable=["batch_stats"]
+            )
+            return y, upd["batch_stats"]
+
+        def loss(params, x):
+            return jnp.sum(jnp.sin(step(params, x)[0]) * w)
+
+        tx = jnp.asarray(rng.normal(size=shape), jnp.float64)
+        tp = jax.tree.map(lambda p: jnp.asarray(rng.normal(size=p.shape)), params)
+        results = {}
+        for on in (True, False):
+            with ops.use_fast_paths(["batch_norm"] if on else False):
+                results[on] = (
+                    jax.jit(lambda p, x: step(p, x))(params, x),
+                    jax.jit(jax.grad(loss, argnums=(0, 1)))(params, x),
+                    jax.jit(lambda p, x: jax.jvp(step, (p, x), (tp, tx))[1])(params, x),
+                )
+    (y1, s1), g1, t1 = results[True]
+    (y0, s0), g0, t0 = results[False]
+    np.testing.assert_array_equal(y1, y0)
+    for a, b in zip(jax.tree.leaves(s1), jax.tree.leaves(s0), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6)  # float32 running statistics
+    for a, b in zip(jax.tree.leaves((g1, t1)), jax.tree.leaves((g0, t0)), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-10)
+
+
+def test_batch_norm_fast_path_check_grads_second_order(rng):
+    from cnn_jax.ops import fast
+
+    with jax.enable_x64(True):
+        x = jnp.asarray(rng.normal(size=(3, 2, 2, 3)) * 2 + 0.5, jnp.float64)
+        scale = jnp.asarray(rng.uniform(0.5, 2.0, 3), jnp.float64)
+        bias = jnp.asarray(rng.normal(size=3), jnp.float64)
+        check_grads(
+            jax.jit(lambda x, s, b: fast.batch_norm_train(x, s, b, 1e-5)),
+            (x, scale, bias),
+            order=2,
+            modes=("fwd", "rev"),
+        )
+
+
+def _reductions(f, *args):
+    return f.lower(*args).compile().as_text().count(" reduce(")
+
+
+def test_batch_norm_fast_path_reductions(rng):
+    """The reason for the fast path: the gradient program of a training-mode batch
+    norm reduces over the batch four times (mean, variance, sum(ct), sum(x̂ ct)),
+    fewer than JAX's derivative of the plain formula."""
+    from cnn_jax import ops
+
+    model = BatchNorm()
+    x = jnp.asarray(rng.normal(size=(4, 5, 5, 8)), jnp.float32)
+    variables = model.init(jax.random.key(0), x)
+
+    def loss(params, x):
+        v = {"params": params, "batch_stats": variables["batch_stats"]}
+        y, _ = model.apply(v, x, train=True, mutable=["batch_stats"])
+        return jnp.sum(jax.nn.relu(y) * x)
+
+    counts = {}
+    for on in (True, False):
+        with ops.use_fast_paths(["batch_norm"] if on else False):
+            counts[on] = _reductions(jax.jit(jax.grad(loss, (0, 1))), variables["params"], x)
+    assert counts[True] == 4 < counts[False], counts
+
+
 def _pmapped_step(model):
     return jax.pmap(lambda v, x: train_step(model, v, x), axis_name="batch", in_axes=(None, 0))
 

@@ -45,6 +45,13 @@ forward programs and cheaper derivatives, each path under a name of ``FAST_PATHS
   input channels times kernel rows (broadcast products, one fused loop, its result
   stored), which XLA:CPU's convolution computes 2.5-3.3x slower; the derivatives are
   ``lax``'s.
+* **batch normalization in training mode** (``'batch_norm'``, used by
+  ``cnn_jax.layers.BatchNorm`` on one device): the normalization's tangent is written
+  as ``(I - P) D tx`` (``D`` the per-channel factor ``scale / std``, ``P`` the projection
+  onto each channel's constants and normalized input), so that reverse mode needs two
+  reductions of the output's cotangent, ``sum(ct)`` and ``sum(x̂ ct)``, which are also the
+  bias and scale gradients (XLA merges the copies): four reductions per layer with the
+  forward statistics, where JAX's derivative of the plain formula takes six.
 * **stored input** (``'materialize'``, for dense, grouped and transposed convolutions):
   under differentiation the input is computed into a buffer of its own (``keep_input``),
   so that XLA:CPU reads it in the kernel gradient instead of recomputing the elementwise
@@ -99,6 +106,7 @@ __all__ = [
     "ENV_VAR",
     "FAST_PATHS",
     "ConvGeometry",
+    "batch_norm_train",
     "conv",
     "conv_transpose",
     "depthwise_chunk",
@@ -122,6 +130,7 @@ FAST_PATHS = (
     "max_pool",
     "materialize",
     "small_input",
+    "batch_norm",
 )
 #: The fast paths used by default on the CPU backend when XLA:CPU computes convolutions
 #: itself (Eigen; the default XLA flags of ``cnn_jax.xla_defaults``). Chosen by
@@ -134,8 +143,12 @@ FAST_PATHS = (
 #: (docs/RESULTS.md, "CPU training steps, second pass"). The forward pass of a
 #: convolution with 1-3 input channels as broadcast products (``small_input``) cut
 #: LeNet-5's first layer from 12.0 to 3.6 ms (docs/RESULTS.md, "CPU training steps, third
-#: pass").
-CPU_DEFAULT = frozenset({"depthwise", "grouped", "conv_transpose", "materialize", "small_input"})
+#: pass"). The batch-norm derivative (``batch_norm``) takes 0.71-0.92x the time of JAX's
+#: for a training-mode batch norm's forward and backward pass (``python -m
+#: benchmarks.ops_norm``; docs/RESULTS.md, "CPU, fifth pass").
+CPU_DEFAULT = frozenset(
+    {"depthwise", "grouped", "conv_transpose", "materialize", "small_input", "batch_norm"}
+)
 #: The CPU default when XLA hands convolutions to YNNPACK (jaxlib 0.10's own default,
 #: i.e. ``XLA_FLAGS`` without ``cnn_jax.xla_defaults``' flag): YNNPACK's kernel
 #: gradients are slow, and the per-tap products win by up to 2x per training step.
@@ -919,3 +932,83 @@ def max_pool_tangent(x: Array, t: Array, g: Any) -> Array:
         p = jnp.where(sel, tj, jnp.zeros((), t.dtype))
         res = p if res is None else res + p
     return res
+
+
+# --------------------------------------------------------------------------- batch norm
+
+
+def _batch_stats(x: Array, fast_variance: bool) -> tuple[Array, Array]:
+    """Per-channel mean and biased variance over every axis but the last."""
+    axes = tuple(range(x.ndim - 1))
+    mean = jnp.mean(x, axes)
+    if fast_variance:
+        var = jnp.maximum(jnp.mean(jnp.square(x), axes) - jnp.square(mean), 0.0)
+    else:
+        var = jnp.mean(jnp.square(x - mean), axes)
+    return mean, var
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(3, 4))
+def batch_norm_train(
+    x: Array, scale: Array | None, bias: Array | None, epsilon: float, fast_variance: bool = False
+) -> tuple[Array, Array, Array]:
+    """Training-mode batch normalization with a cheaper derivative (fast path ``batch_norm``).
+
+    ``y = (x - mean) * (rsqrt(var + epsilon) * scale) + bias``, the statistics over every
+    axis but the last (channels): the values of the plain formula, bit for bit. The
+    tangent in ``x`` is written as ``(I - P) D tx`` (module docstring), so reverse mode
+    computes the gradients with two reductions of the cotangent shared by ``x``,
+    ``scale`` and ``bias``.
+
+    Args:
+      x: ``(N, *spatial, C)`` in the compute dtype (float32 or float64).
+      scale: ``(C,)``, the same dtype, or ``None`` for no scale.
+      bias: ``(C,)``, the same dtype, or ``None`` for no bias.
+      epsilon: added to the variance.
+      fast_variance: the variance as ``max(E[x²] - E[x]², 0)`` (one pass) instead of
+        ``E[(x - E[x])²]``.
+
+    Returns:
+      ``(y, mean, var)``: the normalized ``x`` and the batch mean and biased variance
+      (differentiable too, for forward mode).
+    """
+    mean, var = _batch_stats(x, fast_variance)
+    mul = lax.rsqrt(var + jnp.asarray(epsilon, x.dtype))
+    if scale is not None:
+        mul = mul * scale
+    y = (x - mean) * mul
+    return (y if bias is None else y + bias), mean, var
+
+
+def _is_zero(t: Any) -> bool:
+    return t is None or isinstance(t, SymbolicZero)
+
+
+def _batch_norm_train_jvp(
+    epsilon: float, fast_variance: bool, primals: tuple[Array, Array, Array], tangents: Any
+) -> tuple[tuple[Array, Array, Array], tuple[Array, Array, Array]]:
+    x, scale, bias = primals
+    tx, ts, tb = tangents
+    y, mean, var = batch_norm_train(x, scale, bias, epsilon, fast_variance)
+    axes = tuple(range(x.ndim - 1))
+    r = lax.rsqrt(var + jnp.asarray(epsilon, x.dtype))
+    xhat = (x - mean) * r
+    parts = []
+    t_mean, t_var = jnp.zeros_like(mean), jnp.zeros_like(var)
+    if not _is_zero(tx):
+        u = tx * (r if scale is None else r * scale)  # D tx
+        # (I - P) u, with the minus signs on the per-channel means: the transpose then
+        # reduces the cotangent itself (sum(ct), sum(x̂ ct)), as the bias and scale
+        # gradients do, and XLA computes each reduction once.
+        parts.append(u + (-jnp.mean(u, axes)) + xhat * (-jnp.mean(xhat * u, axes)))
+        t_mean = jnp.mean(tx, axes)
+        t_var = 2 * jnp.mean(xhat * tx, axes) / r  # d var = 2 mean((x - mean) tx)
+    if not _is_zero(ts):
+        parts.append(xhat * ts)
+    if not _is_zero(tb):
+        parts.append(jnp.broadcast_to(tb, y.shape))
+    t_y = functools.reduce(jnp.add, parts) if parts else jnp.zeros_like(y)
+    return (y, mean, var), (t_y, t_mean, t_var)
+
+
+batch_norm_train.defjvp(_batch_norm_train_jvp, symbolic_zeros=True)
