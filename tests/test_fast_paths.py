@@ -317,7 +317,7 @@ def test_depthwise_chunk_rule(monkeypatch):
 def test_depthwise_kernel_gradient_loop(x64, rng, monkeypatch, n, chunk_bytes, steps, mult):
     """The kernel derivative's loop over chunks of the batch: same values and
     gradients as lax with one, several and single-example chunks, strided and padded,
-    and a loop of the expected length in the gradient's program."""
+    and a loop of the expected length (none for one chunk) in the gradient's program."""
     monkeypatch.setattr(fast, "DEPTHWISE_CHUNK_BYTES", chunk_bytes)
     x, k = _r(rng, n, 6, 5, 3), _r(rng, 3, 2, 1, 3 * mult)  # 8 B x 30 x 3 per example
 
@@ -331,7 +331,37 @@ def test_depthwise_kernel_gradient_loop(x64, rng, monkeypatch, n, chunk_bytes, s
 
     with ops.use_fast_paths(["depthwise"]):
         jaxpr = str(jax.make_jaxpr(lambda x, k: kernel_grad(x, k))(x, k))
-    assert f"length={steps}" in jaxpr
+    assert (f"length={steps}" in jaxpr) if steps > 1 else ("scan" not in jaxpr)
+
+
+@pytest.mark.parametrize("explicit", [False, True])
+def test_depthwise_loop_with_a_sharded_batch(rng, monkeypatch, explicit):
+    """A batch sharded over devices: the loop under XLA's partitioner (Auto axes), the
+    plain sum over taps when the sharding is in the types (Explicit axes: JAX can't
+    scan over a sharded axis); the same gradients as on one device either way."""
+    from jax.sharding import Mesh, NamedSharding
+    from jax.sharding import PartitionSpec as P
+
+    from tests.conftest import NUM_CPU_DEVICES
+
+    monkeypatch.setattr(fast, "DEPTHWISE_CHUNK_BYTES", 6 * 6 * 4 * 4 * 2)  # 2 examples
+    x = jnp.asarray(rng.standard_normal((2 * NUM_CPU_DEVICES, 6, 6, 4)), jnp.float32)
+    k = jnp.asarray(rng.standard_normal((3, 3, 1, 4)), jnp.float32)
+
+    def grads(x, k):
+        with ops.use_fast_paths(["depthwise"]):
+            return jax.grad(lambda x, k: jnp.sum(jnp.sin(ops.depthwise_conv(x, k))), (0, 1))(x, k)
+
+    ref = jax.jit(grads)(x, k)
+    if explicit:
+        mesh = jax.make_mesh((NUM_CPU_DEVICES,), ("data",))
+    else:
+        mesh = Mesh(np.array(jax.devices()), ("data",))
+    xs = jax.device_put(x, NamedSharding(mesh, P("data")))
+    ks = jax.device_put(k, NamedSharding(mesh, P()))
+    out = jax.jit(grads)(xs, ks)
+    for a, b in zip(out, ref, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
 
 
 def test_depthwise_check_grads_in_chunks(x64, rng, monkeypatch):

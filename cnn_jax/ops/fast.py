@@ -621,6 +621,12 @@ def depthwise_chunk(x_shape: Sequence[int], itemsize: int) -> int:
     return max(fits, default=1)
 
 
+def _batch_sharded(x: Array) -> bool:
+    """Whether ``x``'s leading axis is sharded over an explicit mesh axis (in its type)."""
+    spec = getattr(getattr(jax.typeof(x), "sharding", None), "spec", None)
+    return bool(spec) and spec[0] is not None
+
+
 def _depthwise_kernel_tangent(x: Array, tw: Array, g: ConvGeometry) -> Array:
     """``_depthwise(x, tw)`` as a loop over chunks of the batch (``depthwise_chunk``).
 
@@ -634,6 +640,10 @@ def _depthwise_kernel_tangent(x: Array, tw: Array, g: ConvGeometry) -> Array:
     """
     n = x.shape[0]
     chunk = depthwise_chunk(x.shape, x.dtype.itemsize)
+    if chunk == n or _batch_sharded(x):
+        # One chunk: no loop. A batch sharded over an explicit mesh axis can't be
+        # scanned over (JAX requires the scanned axis replicated): the plain sum.
+        return _depthwise(x, tw, g)
 
     def body(carry: None, xc: Array) -> tuple[None, Array]:
         return carry, _depthwise(xc, tw, g)
