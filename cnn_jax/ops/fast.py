@@ -598,10 +598,10 @@ def _depthwise(x: Array, w: Array, g: ConvGeometry) -> Array:
 
 
 #: Bytes of a depthwise convolution's input per step of its kernel derivative's loop
-#: (``depthwise_chunk``). Kernel gradient of a 3x3 depthwise layer on the 2-core
-#: development machine, chunk of ``d`` examples (ad-hoc sweep, docs/RESULTS.md, "CPU,
-#: fifth pass"): best at 1-2 MiB of input per step at every measured shape, from
-#: (128, 32, 32, 32) (8 examples of 128 KiB) to (32, 56, 56, 128) (one of 1.5 MiB).
+#: (``depthwise_chunk``). From an ad-hoc sweep of a 3x3 depthwise layer's kernel gradient
+#: on the 2-core development machine (docs/RESULTS.md, "CPU, fifth pass"): at six shapes
+#: from (128, 32, 32, 32) to (64, 19, 19, 728) the chunk this budget picks was the fastest
+#: or within 20% of it, and 2-4x faster than one reduction per tap over the whole batch.
 DEPTHWISE_CHUNK_BYTES = 5 * 2**18
 
 
