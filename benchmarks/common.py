@@ -838,6 +838,34 @@ COLUMNS = {
 }
 
 
+def main_cases(
+    argv: Sequence[str] | None,
+    doc: str,
+    module: str,
+    cases: Callable[[bool], Sequence[Case]],
+    title: str,
+    ref_label: str,
+) -> None:
+    """The ``main`` of an op benchmark: parses the command line and runs its cases.
+
+    Args:
+      argv: the command-line arguments (``sys.argv[1:]`` when ``None``).
+      doc: the module docstring (its first line is the description).
+      module: the module's name, for the error message without PyTorch.
+      cases: ``quick -> cases`` of the module.
+      title: the report's title.
+      ref_label: the reference's name in the table.
+
+    Raises:
+      SystemExit: without PyTorch CPU.
+    """
+    settings = parse_args(doc.splitlines()[0], argv)
+    used = set_threads(settings.threads, settings.omp_wait_policy)
+    if optional_torch() is None:
+        raise SystemExit(f"benchmarks.{module} needs PyTorch CPU: pip install -e '.[torch]'")
+    run_cases(cases(settings.quick), settings, used, title, ref_label)
+
+
 def run_cases(
     cases: Sequence[Case],
     settings: Settings,

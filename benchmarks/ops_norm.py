@@ -85,12 +85,8 @@ def cases(quick: bool) -> list[Case]:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Parses the command line, runs every case and prints the report."""
-    settings = common.parse_args(__doc__.splitlines()[0], argv)
-    used = common.set_threads(settings.threads, settings.omp_wait_policy)
-    if common.optional_torch() is None:
-        raise SystemExit("benchmarks.ops_norm needs PyTorch CPU: pip install -e '.[torch]'")
-    common.run_cases(
-        cases(settings.quick), settings, used, "Batch normalization (issue 6)", "fast path off"
+    common.main_cases(
+        argv, __doc__, "ops_norm", cases, "Batch normalization (issue 6)", "fast path off"
     )
 
 

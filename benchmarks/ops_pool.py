@@ -438,11 +438,7 @@ def cases(quick: bool) -> list[Case]:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Parses the command line, runs every case and prints the report."""
-    settings = common.parse_args(__doc__.splitlines()[0], argv)
-    used = common.set_threads(settings.threads, settings.omp_wait_policy)
-    if common.optional_torch() is None:
-        raise SystemExit("benchmarks.ops_pool needs PyTorch CPU: pip install -e '.[torch]'")
-    common.run_cases(cases(settings.quick), settings, used, "Pooling ops (issue 3)", "ref")
+    common.main_cases(argv, __doc__, "ops_pool", cases, "Pooling ops (issue 3)", "ref")
 
 
 if __name__ == "__main__":

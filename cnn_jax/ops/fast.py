@@ -601,7 +601,7 @@ def _depthwise(x: Array, w: Array, g: ConvGeometry) -> Array:
 #: (``depthwise_chunk``). From an ad-hoc sweep of a 3x3 depthwise layer's kernel gradient
 #: on the 2-core development machine (docs/RESULTS.md, "CPU, fifth pass"): at six shapes
 #: from (128, 32, 32, 32) to (64, 19, 19, 728) the chunk this budget picks was the fastest
-#: or within 20% of it, and 2-4x faster than one reduction per tap over the whole batch.
+#: or within 20% of it, and 2.4-5.5x faster than one reduction per tap over the whole batch.
 DEPTHWISE_CHUNK_BYTES = 5 * 2**18
 
 
@@ -634,9 +634,10 @@ def _depthwise_kernel_tangent(x: Array, tw: Array, g: ConvGeometry) -> Array:
     the input and of the output's cotangent while they are in cache and adds all the
     taps' sums to the kernel's cotangent. Differentiated directly, the sum over taps has
     a transpose of one reduction per tap over the whole batch, each reading the input
-    and the cotangent again (or writing each tap's slice out first): 2-5x slower on the
-    CPU. The body is rematerialized (``jax.checkpoint``) so that the shifted slices are
-    computed inside the transposed loop, not stored by the forward one.
+    and the cotangent again (or writing each tap's slice out first): 2.4-5.5x slower on
+    the CPU (docs/RESULTS.md, "CPU, fifth pass"). The body is rematerialized
+    (``jax.checkpoint``) so that the shifted slices are computed inside the transposed
+    loop, not stored by the forward one.
     """
     n = x.shape[0]
     chunk = depthwise_chunk(x.shape, x.dtype.itemsize)
