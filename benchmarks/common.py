@@ -85,8 +85,10 @@ class Settings:
     order: str = "sample"
 
 
-#: The ``--host-memory`` choices (``apply_host_memory``).
-HOST_MEMORY_CHOICES = ("default", "reuse")
+#: The ``--host-memory`` choices (``apply_host_memory``): glibc's defaults, or a strategy of
+#: ``cnn_jax.host_memory.reuse_host_memory`` (``reuse``: ``one_arena``, its name in
+#: earlier runs).
+HOST_MEMORY_CHOICES = ("default", "calling_thread", "one_arena", "reuse")
 
 
 def parse_args(
@@ -121,8 +123,9 @@ def parse_args(
         "--host-memory",
         default="default",
         choices=HOST_MEMORY_CHOICES,
-        help="default: glibc's malloc settings; reuse: cnn_jax.host_memory.reuse_host_memory() "
-        "for this process, JAX and PyTorch alike",
+        help="default: glibc's malloc settings; calling_thread, one_arena: that strategy of "
+        "cnn_jax.host_memory.reuse_host_memory() for this process, JAX and PyTorch alike "
+        "(reuse: one_arena)",
     )
     parser.add_argument(
         "--order",
@@ -157,17 +160,20 @@ def apply_host_memory(choice: str) -> str:
     """Applies a ``--host-memory`` choice to this process; call before JAX or PyTorch start.
 
     Args:
-      choice: ``'reuse'`` (``cnn_jax.host_memory.reuse_host_memory()``) or ``'default'``.
+      choice: one of ``HOST_MEMORY_CHOICES``: ``'default'``, or the strategy of
+        ``cnn_jax.host_memory.reuse_host_memory()`` to apply (``'reuse'``: ``'one_arena'``).
 
     Returns:
       What is in effect, for the report.
     """
-    if choice != "reuse":
+    if choice == "default":
         return "default"
     from cnn_jax.host_memory import reuse_host_memory
 
+    strategy = "one_arena" if choice == "reuse" else choice
     # Before JAX or PyTorch start their threads (each would get its own arena).
-    return "reuse" if reuse_host_memory() else "default (reuse not applied)"
+    applied = reuse_host_memory(strategy=strategy)
+    return f"reuse, {strategy}" if applied else f"default ({strategy} not applied)"
 
 
 def set_threads(threads: int, omp_wait_policy: str = "PASSIVE") -> int:

@@ -1,32 +1,48 @@
 """Keeps freed host memory for reuse: glibc ``malloc`` settings for XLA:CPU training loops.
 
 Every execution of a compiled XLA:CPU program allocates its temporary buffers (one
-block of hundreds of megabytes for a CNN training step) and frees them at the end. glibc
-serves blocks that large with a fresh ``mmap`` and returns them with ``munmap``, so every
-step touches its working memory for the first time again: the kernel maps and zeroes it
-one 4 KiB page at a time. Measured on the 2-core development machine (docs/RESULTS.md,
-"CPU training steps, second pass"): 74,000-92,000 page faults and 240-350 ms of system
-time per ResNet-20 training step (batch 128), 155,000 faults per airbench94 step.
+block of hundreds of megabytes for a CNN training step: 300 MB for ResNet-20 at batch
+128) and frees them at the end. glibc serves blocks that large with a fresh ``mmap`` and
+returns them with ``munmap``, so every step touches its working memory for the first
+time again: the kernel maps and zeroes it one 4 KiB page at a time. Measured on the
+2-core development machine (docs/RESULTS.md, "CPU training steps, second pass" and
+"CPU, sixth pass"): 73,000-92,000 page faults and 220-320 ms of system time per
+ResNet-20 training step (batch 128), 155,000 faults per airbench94 step.
 
-``reuse_host_memory()`` sets three ``mallopt`` parameters so that freed memory stays in
-the process and is handed out again:
+``reuse_host_memory(strategy)`` makes freed memory stay in the process, to be handed out
+again. Both strategies set two ``mallopt`` parameters:
 
-* ``M_ARENA_MAX = 1``: one heap for all threads (blocks of other arenas above 64 MiB
-  are always ``mmap``-ed);
 * ``M_MMAP_MAX = 0``: no ``mmap`` for large blocks, which come from the heap;
 * ``M_TRIM_THRESHOLD = 2**31 - 1``: free memory at the top of the heap is not returned.
 
-The cost: the process keeps its peak heap until it exits, and threads share one arena.
-Under the profiler a ResNet-20 training step (batch 128) went from 1,144 to 922 ms with
-it, the page faults from 91,843 to 28,550 per step (``python -m
-benchmarks.profile_step_cpu --host-memory reuse|default``). It is not a free win: one
-epoch of the default LeNet-5 job (batch 64, small buffers, tf.data threads sharing the
-one arena) trained in 15.0-15.8 s with it against 11.2-11.7 s without, so the library
-never calls it on import. ``experiments/main.py --reuse_host_memory`` and the benchmarks'
-``--host-memory reuse`` (for JAX and PyTorch alike) call it, and a user at the top of a
-script, before JAX starts (threads that allocated before keep their own arenas).
-``CNN_JAX_REUSE_HOST_MEMORY=0`` turns it off everywhere. Linux with glibc only; elsewhere
-it does nothing.
+They differ in how XLA's blocks reach a heap that can hold them. A thread's own malloc
+arena (every thread but the main one gets one) cannot: its heaps are at most 64 MiB,
+and glibc maps a larger block with ``mmap`` whatever ``M_MMAP_MAX`` says. Only the main
+arena (the one of the process's first thread) grows without that limit.
+
+* ``'calling_thread'`` (the default): turns off JAX's asynchronous dispatch on the CPU
+  (``jax_cpu_enable_async_dispatch``), so that XLA:CPU allocates an execution's buffers
+  in the thread that calls the program instead of in one of its worker threads. Called
+  from the main thread (the usual training loop), they come from the main arena. The
+  other threads (tf.data's, XLA's workers) keep their own arenas. The cost: the call of
+  a jitted function on the CPU returns when its result is ready, so host-side work
+  between steps (fetching the next batch, logging) no longer overlaps the step, which
+  costs a job of short steps more than the page faults did: one epoch of the default
+  LeNet-5 job (937 steps of about 11 ms) trained in 13.6 and 19.7 s with it against
+  10.4 and 11.2 s without. Programs that span several devices are still dispatched
+  asynchronously (JAX's rule). It must be applied before JAX starts its CPU backend (the
+  first computation or ``jax.devices()``).
+* ``'one_arena'``: ``M_ARENA_MAX = 1``, one arena for all threads, created afterwards
+  (threads that allocated before keep their own). Dispatch stays asynchronous, but every
+  thread shares one lock: one epoch of the default LeNet-5 job (batch 64, tf.data
+  threads allocating beside XLA's) trained in 15.0-15.8 s with it against 11.2-11.7 s
+  without.
+
+The cost of both: the process keeps its peak heap until it exits. The library never
+calls this on import. ``python -m experiments.main --host_memory=...`` and the
+benchmarks' ``--host-memory`` (for JAX and PyTorch alike) do, and a user at the top of a
+script. ``CNN_JAX_REUSE_HOST_MEMORY=0`` turns it off everywhere. Linux with glibc only;
+elsewhere it does nothing.
 """
 
 from __future__ import annotations
@@ -36,29 +52,42 @@ import os
 import platform
 import sys
 
-__all__ = ["OPT_OUT_ENV", "SETTINGS", "reuse_host_memory"]
+__all__ = ["OPT_OUT_ENV", "SETTINGS", "STRATEGIES", "reuse_host_memory"]
 
 #: Set to ``0`` to keep glibc's defaults.
 OPT_OUT_ENV = "CNN_JAX_REUSE_HOST_MEMORY"
-#: ``mallopt`` parameter -> value (constants of glibc's ``malloc.h``).
-SETTINGS = {
-    "M_ARENA_MAX": (-8, 1),
-    "M_MMAP_MAX": (-4, 0),
-    "M_TRIM_THRESHOLD": (-1, 2**31 - 1),
+_KEEP = {"M_MMAP_MAX": (-4, 0), "M_TRIM_THRESHOLD": (-1, 2**31 - 1)}
+#: Per strategy: ``mallopt`` parameter -> (its constant in glibc's ``malloc.h``, value).
+SETTINGS: dict[str, dict[str, tuple[int, int]]] = {
+    "calling_thread": dict(_KEEP),
+    "one_arena": {"M_ARENA_MAX": (-8, 1), **_KEEP},
 }
+#: The strategies of ``reuse_host_memory``, the default first.
+STRATEGIES = tuple(SETTINGS)
 
 
-def reuse_host_memory(environ: dict[str, str] | None = None) -> bool:
+def reuse_host_memory(
+    environ: dict[str, str] | None = None, *, strategy: str = "calling_thread"
+) -> bool:
     """Makes glibc ``malloc`` keep freed memory for reuse (see the module docstring).
 
     Args:
       environ: the environment to read ``CNN_JAX_REUSE_HOST_MEMORY`` from
         (``os.environ`` when ``None``).
+      strategy: one of ``STRATEGIES``: ``'calling_thread'`` (XLA:CPU allocates in the
+        thread that calls a program; needs JAX's CPU backend not started yet) or
+        ``'one_arena'`` (all threads created afterwards share one malloc arena).
 
     Returns:
       ``True`` if the settings were applied; ``False`` when opted out, not on Linux with
-      glibc, or when ``mallopt`` refused one of them.
+      glibc, when ``mallopt`` refused one of them, or (``'calling_thread'``) when JAX's
+      backends had already started; nothing is changed then.
+
+    Raises:
+      ValueError: if ``strategy`` is not one of ``STRATEGIES``.
     """
+    if strategy not in SETTINGS:
+        raise ValueError(f"`strategy` (={strategy!r}) must be one of {STRATEGIES}")
     env = os.environ if environ is None else environ
     if env.get(OPT_OUT_ENV, "1").strip().lower() in ("0", "false", "off", "no"):
         return False
@@ -68,6 +97,14 @@ def reuse_host_memory(environ: dict[str, str] | None = None) -> bool:
         mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):
         return False
+    if strategy == "calling_thread":
+        import jax
+
+        from cnn_jax.xla_defaults import _backends_initialized
+
+        if _backends_initialized():
+            return False
+        jax.config.update("jax_cpu_enable_async_dispatch", False)
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int
-    return all(mallopt(param, value) == 1 for param, value in SETTINGS.values())
+    return all(mallopt(param, value) == 1 for param, value in SETTINGS[strategy].values())

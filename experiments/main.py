@@ -26,11 +26,12 @@ flags.DEFINE_integer("process_id", None, "This process's index (multi-host).")
 flags.DEFINE_bool(
     "distributed", False, "Call jax.distributed.initialize() with no arguments (TPU pods, SLURM)."
 )
-flags.DEFINE_bool(
-    "reuse_host_memory",
-    False,
-    "Keep freed host memory for reuse (cnn_jax.host_memory): faster XLA:CPU steps with "
-    "large activations (ResNet-20 batch 128), slower for LeNet-5 at batch 64 with tf.data.",
+flags.DEFINE_enum(
+    "host_memory",
+    "default",
+    ["default", "calling_thread", "one_arena"],
+    "Keep freed host memory for reuse (cnn_jax.host_memory.reuse_host_memory and its "
+    "strategies): fewer page faults in XLA:CPU steps with large activations.",
 )
 flags.mark_flags_as_required(["config", "workdir"])
 
@@ -39,11 +40,14 @@ def main(argv: list[str]) -> None:
     """Sets up the process (host memory, TensorFlow), joins the other hosts and trains."""
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    if FLAGS.reuse_host_memory:  # before TensorFlow or JAX start their threads
+    if FLAGS.host_memory != "default":  # before TensorFlow or JAX start their threads
         from cnn_jax.host_memory import reuse_host_memory
 
-        if not reuse_host_memory():
-            logging.warning("--reuse_host_memory: not applied (opted out, or not Linux/glibc)")
+        if not reuse_host_memory(strategy=FLAGS.host_memory):
+            logging.warning(
+                "--host_memory=%s: not applied (opted out, not Linux/glibc, or JAX started)",
+                FLAGS.host_memory,
+            )
     if not FLAGS["verbosity"].present:  # orbax logs every checkpoint step at INFO
         logging.set_verbosity(logging.WARNING)
     try:  # tf.data must not take the accelerators' memory.

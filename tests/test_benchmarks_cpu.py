@@ -12,13 +12,20 @@ from cnn_jax import host_memory
 def test_host_memory_setting_is_parsed(monkeypatch):
     # The real call would change malloc for the rest of this test process: record it.
     calls = []
-    monkeypatch.setattr(host_memory, "reuse_host_memory", lambda: calls.append(1) or True)
+
+    def record(strategy):
+        calls.append(strategy)
+        return strategy == "one_arena"
+
+    monkeypatch.setattr(host_memory, "reuse_host_memory", record)
     assert common.parse_args("x", []).host_memory == "default"
     assert calls == []
     settings = common.parse_args("x", ["--host-memory", "reuse"])
-    assert calls == [1]
-    assert settings.host_memory in ("reuse", "default (reuse not applied)")
+    assert calls == ["one_arena"] and settings.host_memory == "reuse, one_arena"
     assert any("host memory" in line for line in common.environment_lines(settings, 2))
+    settings = common.parse_args("x", ["--host-memory", "calling_thread"])
+    assert calls[-1] == "calling_thread"
+    assert settings.host_memory == "default (calling_thread not applied)"
 
 
 def test_profile_step_prints_op_kinds(capsys, tmp_path):

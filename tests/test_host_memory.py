@@ -17,7 +17,7 @@ _PROBE = textwrap.dedent(
     """
     import ctypes, resource, sys
     from cnn_jax.host_memory import reuse_host_memory
-    applied = reuse_host_memory() if sys.argv[1] == "reuse" else False
+    applied = reuse_host_memory(strategy="one_arena") if sys.argv[1] == "reuse" else False
     libc = ctypes.CDLL(None)
     libc.malloc.restype = ctypes.c_void_p
     libc.malloc.argtypes = [ctypes.c_size_t]
@@ -52,6 +52,61 @@ def test_freed_memory_is_reused():
     # glibc's default maps the block afresh: one fault per 4 KiB page (fewer with
     # transparent huge pages); reused, it is already mapped.
     assert faults < 1000 < default_faults, (faults, default_faults)
+
+
+# A jitted program with a 128 MiB temporary buffer, run five times; prints the page
+# faults of the fifth run (XLA:CPU allocates and frees that buffer in every run; with
+# asynchronous dispatch a run's buffer can be freed after the next run allocated its own,
+# so the first runs may still grow the heap).
+_XLA_PROBE = textwrap.dedent(
+    """
+    import resource, sys
+    from cnn_jax.host_memory import reuse_host_memory
+    applied = sys.argv[1] != "default" and reuse_host_memory(strategy=sys.argv[1])
+    import jax, jax.numpy as jnp
+    x = jnp.ones((4096, 4096), jnp.float32)
+    v = jnp.ones((4096,), jnp.float32)
+    f = jax.jit(lambda x, v: jnp.concatenate([jnp.sin(x), jnp.cos(x)], 0) @ v)
+    f = f.lower(x, v).compile()
+    assert f.memory_analysis().temp_size_in_bytes >= 128 << 20
+    for _ in range(4):
+        f(x, v).block_until_ready()
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    f(x, v).block_until_ready()
+    async_dispatch = jax.config.read("jax_cpu_enable_async_dispatch")
+    print(applied, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before, async_dispatch)
+    """
+)
+
+
+@pytest.mark.skipif(not GLIBC, reason="glibc malloc only")
+def test_xla_temporaries_are_reused_with_either_strategy():
+    def probe(mode):
+        out = subprocess.run(
+            [sys.executable, "-c", _XLA_PROBE, mode], capture_output=True, text=True, check=True
+        )
+        applied, faults, async_dispatch = out.stdout.split()
+        return applied == "True", int(faults), async_dispatch == "True"
+
+    # Default: XLA's worker thread maps the 128 MiB block afresh (32,768 pages).
+    applied, default_faults, async_dispatch = probe("default")
+    assert not applied and async_dispatch and default_faults > 10_000
+    applied, faults, async_dispatch = probe("calling_thread")
+    assert applied and not async_dispatch and faults < 1000, faults
+    applied, faults, async_dispatch = probe("one_arena")
+    assert applied and async_dispatch and faults < 1000, faults
+
+
+def test_calling_thread_needs_a_backend_not_started_and_strategies_are_checked():
+    import jax
+
+    jax.devices()  # the test process's backend has started: nothing may change
+    before = jax.config.read("jax_cpu_enable_async_dispatch")
+    assert host_memory.reuse_host_memory({}, strategy="calling_thread") is False
+    assert jax.config.read("jax_cpu_enable_async_dispatch") == before
+    with pytest.raises(ValueError, match=r"`strategy` \(='arena'\) must be one of"):
+        host_memory.reuse_host_memory({}, strategy="arena")
+    assert host_memory.STRATEGIES[0] == "calling_thread"
 
 
 def test_opt_out_and_other_platforms(monkeypatch):

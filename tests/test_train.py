@@ -329,7 +329,7 @@ def test_launcher_overrides_and_locked_config(tmp_path):
         tmp_path / "ok",
         "--config.num_train_steps=4",
         "--config.log_every_steps=2",
-        "--reuse_host_memory",
+        "--host_memory=calling_thread",
     )
     assert code == 0, out
     assert "summary: model=lenet5" in out and "steps=4" in out
