@@ -102,13 +102,15 @@ def reuse_host_memory(
     except (OSError, AttributeError):
         return False
     if strategy == "calling_thread":
-        import jax
-
         from cnn_jax.xla_defaults import _backends_initialized
 
-        if _backends_initialized():
+        if _backends_initialized():  # its client was created with asynchronous dispatch
             return False
-        jax.config.update("jax_cpu_enable_async_dispatch", False)
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int
-    return all(mallopt(param, value) == 1 for param, value in SETTINGS[strategy].values())
+    applied = all(mallopt(param, value) == 1 for param, value in SETTINGS[strategy].values())
+    if applied and strategy == "calling_thread":
+        import jax
+
+        jax.config.update("jax_cpu_enable_async_dispatch", False)
+    return applied
