@@ -6,7 +6,7 @@ block of hundreds of megabytes for a CNN training step: 300 MB for ResNet-20 at 
 returns them with ``munmap``, so every step touches its working memory for the first
 time again: the kernel maps and zeroes it one 4 KiB page at a time. Measured on the
 2-core development machine (docs/RESULTS.md, "CPU training steps, second pass" and
-"CPU, sixth pass"): 73,000-92,000 page faults and 220-320 ms of system time per
+"CPU, sixth pass"): 73,000-92,000 page faults and 220-330 ms of system time per
 ResNet-20 training step (batch 128), 155,000 faults per airbench94 step.
 
 ``reuse_host_memory(strategy)`` makes freed memory stay in the process, to be handed out
@@ -31,7 +31,9 @@ arena (the one of the process's first thread) grows without that limit.
   LeNet-5 job (937 steps of about 11 ms) trained in 13.6 and 19.7 s with it against
   10.4 and 11.2 s without. Programs that span several devices are still dispatched
   asynchronously (JAX's rule). It must be applied before JAX starts its CPU backend (the
-  first computation or ``jax.devices()``).
+  first computation or ``jax.devices()``). The reuse is not perfect either: in a
+  program with a 128 MiB temporary run ten times, 0-5 of the last nine runs (median 0,
+  20 processes) still found the heap too fragmented and grew it.
 * ``'one_arena'``: ``M_ARENA_MAX = 1``, one arena for all threads, created afterwards
   (threads that allocated before keep their own). Dispatch stays asynchronous, but every
   thread shares one lock: one epoch of the default LeNet-5 job (batch 64, tf.data

