@@ -9,6 +9,7 @@ that large layers take. Timing is not tested here (``benchmarks/train_step_cpu.p
 """
 
 import itertools
+import re
 
 import jax
 import jax.numpy as jnp
@@ -123,7 +124,8 @@ def test_default_follows_the_backend(monkeypatch):
     assert ops.enabled_fast_paths() == fast.CPU_DEFAULT
     assert "conv" not in fast.CPU_DEFAULT and "depthwise" in fast.CPU_DEFAULT
     monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
-    assert ops.enabled_fast_paths() == fast.CPU_DEFAULT_YNN == fast.CPU_DEFAULT | {"conv"}
+    expected = (fast.CPU_DEFAULT - {"unfused_conv"}) | {"conv"}
+    assert ops.enabled_fast_paths() == fast.CPU_DEFAULT_YNN == expected
 
 
 @pytest.mark.parametrize(
@@ -557,6 +559,114 @@ def test_materialize_matches_lax(x64, rng, op, shapes):
     with ops.use_fast_paths(False):
         expected = jax.jit(jax.hessian(loss))(*args)
     np.testing.assert_allclose(hessian, expected, rtol=1e-12, atol=1e-12)
+
+
+# --------------------------------------------------------------------------- unfused_conv
+
+
+def _ynn_fusions_with_convolution(hlo: str) -> int:
+    """YNNPACK fusions of an optimized HLO module that compute a convolution."""
+    bodies = dict(re.findall(r"^(%[\w.-]+) \(.*?\{\n(.*?)\n\}", hlo, re.M | re.S))
+    calls = re.findall(r"fusion\(.*calls=(%[\w.-]+).*\"kind\":\"__ynn_fusion\"", hlo)
+    return sum(" convolution(" in bodies[c] for c in calls)
+
+
+def test_unfused_conv_only_without_differentiation():
+    x, k = jnp.ones((2, 8, 8, 4)), jnp.ones((3, 3, 4, 4))
+    on, name = ["unfused_conv"], "reduce_precision"
+
+    def grad(x, k):
+        return jax.grad(lambda x, k: jnp.sum(ops.conv(x, k) ** 2), argnums=(0, 1))(x, k)
+
+    assert _count(ops.conv, (x, k), name, on) == 1
+    assert _count(ops.conv, (x, k), name, False) == 0
+    assert _count(grad, (x, k), name, on) == 0  # training: the program is unchanged
+    half = (x.astype(jnp.bfloat16), k.astype(jnp.bfloat16))
+    assert _count(ops.conv, half, name, on) == 0  # float32 only
+    grouped = (x, jnp.ones((3, 3, 2, 4)))
+    assert _count(lambda x, k: ops.conv(x, k, groups=2), grouped, name, on) == 1
+    assert _count(lambda x, k: ops.conv(x, k, groups=2), grouped, name, [*on, "grouped"]) == 1
+    assert _count(ops.conv, (x, k), name, [*on, "conv"]) == 1
+    dw = (x, jnp.ones((3, 3, 1, 4)))
+    assert _count(ops.depthwise_conv, dw, name, on) == 1  # a lax convolution
+    assert _count(ops.depthwise_conv, dw, name, [*on, "depthwise"]) == 0  # none
+    first = (jnp.ones((2, 8, 8, 1)), jnp.ones((3, 3, 1, 4)))
+    assert _count(ops.conv, first, name, [*on, "small_input"]) == 0  # no convolution
+    transposed = (x, jnp.ones((2, 2, 4, 4)))
+    for extra in ([], ["conv_transpose"]):
+        f = lambda y, k: ops.conv_transpose(y, k, strides=2)  # noqa: E731
+        assert _count(f, transposed, name, on + extra) == 1
+
+
+def test_unfused_conv_is_the_identity():
+    rng = np.random.default_rng(0)
+    special = np.array(
+        [
+            0,
+            0x80000000,
+            0x7F800000,
+            0xFF800000,
+            0x7FC00001,
+            0x7F800001,
+            0xFFC12345,
+            1,
+            0x807FFFFF,
+            0x00800000,
+        ],
+        np.uint32,
+    )
+    bits = np.concatenate(
+        [special, rng.integers(0, 2**32, 2**16, dtype=np.uint64).astype(np.uint32)]
+    )
+    x = jax.lax.bitcast_convert_type(jnp.asarray(bits), jnp.float32)
+    y = jax.jit(fast._unfused)(x)
+    np.testing.assert_array_equal(np.asarray(jax.lax.bitcast_convert_type(y, jnp.uint32)), bits)
+
+
+def test_unfused_conv_matches_lax(rng):
+    """Values bit for bit in inference; derivatives (forward and reverse) bit for bit."""
+    x = jnp.asarray(rng.standard_normal((2, 9, 9, 20)), jnp.float32)
+    k = jnp.asarray(rng.standard_normal((3, 3, 20, 24)), jnp.float32)
+    t = jnp.asarray(rng.standard_normal(x.shape), jnp.float32)
+
+    def net(x, k):  # a convolution whose only user is a max pool: YNNPACK's pattern
+        return ops.max_pool(jax.nn.relu(ops.conv(x, k)), 2)
+
+    results = []
+    for enabled in (["unfused_conv"], False):
+        with ops.use_fast_paths(enabled):
+            value = jax.jit(lambda x, k: net(x, k))(x, k)
+            tangent = jax.jit(lambda x, k, t: jax.jvp(lambda x: net(x, k), (x,), (t,)))(x, k, t)
+            grads = jax.jit(jax.grad(lambda x, k: jnp.sum(net(x, k) ** 2), argnums=(0, 1)))(x, k)
+        results.append((value, *tangent, *grads))
+    for a, b in zip(*results, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_unfused_conv_keeps_convolutions_out_of_ynnpack(rng):
+    """The compiled inference program computes its convolutions outside YNNPACK.
+
+    Without the boundary, this jaxlib (0.10) fuses the convolution into the YNNPACK
+    fusion of the max pool and batch norm that consume it; the test checks that first
+    where the installed jaxlib does so.
+    """
+    x = jnp.asarray(rng.standard_normal((8, 16, 16, 32)), jnp.float32)
+    k = jnp.asarray(rng.standard_normal((3, 3, 32, 64)), jnp.float32)
+    scale = jnp.linspace(0.5, 1.5, 64)
+
+    def net(x, k):
+        return ops.max_pool(ops.conv(x, k), 2) * scale + 0.1
+
+    hlo = {}
+    for key, enabled in (("on", ["unfused_conv"]), ("off", False)):
+        with ops.use_fast_paths(enabled):
+            hlo[key] = jax.jit(lambda x, k: net(x, k)).lower(x, k).compile().as_text()
+    assert "reduce-precision" in hlo["on"]
+    assert " convolution(" in hlo["on"]  # still a convolution: XLA's own
+    assert _ynn_fusions_with_convolution(hlo["on"]) == 0
+    if "__ynn_fusion" not in hlo["off"]:
+        pytest.skip("this jaxlib makes no YNNPACK fusions: nothing to keep out")
+    assert _ynn_fusions_with_convolution(hlo["off"]) == 1
 
 
 # --------------------------------------------------------------------------- max pool

@@ -354,7 +354,7 @@ def conv_transpose(
         feature_group_count=groups,
         precision=precision,
     )
-    return _add_bias(out, bias, [(kernel.shape[-2] * groups,)])
+    return _add_bias(fast.unfused_conv(out), bias, [(kernel.shape[-2] * groups,)])
 
 
 def depthwise_conv(

@@ -56,6 +56,11 @@ forward programs and cheaper derivatives, each path under a name of ``FAST_PATHS
   under differentiation the input is computed into a buffer of its own (``keep_input``),
   so that XLA:CPU reads it in the kernel gradient instead of recomputing the elementwise
   chain that produced it inside that gradient's layout transposes.
+* **convolution outside YNNPACK's fusions** (``'unfused_conv'``, inference only, float32):
+  the output of a convolution passes through a no-op XLA:CPU keeps and YNNPACK does not
+  support (``unfused_conv``), so that XLA's own convolution computes it instead of a
+  YNNPACK fusion grown from the max pool or mean that consumes it. Differentiated, the
+  program is unchanged.
 
 Every rule is a ``custom_jvp`` (or plain differentiable code), so forward mode
 (``jax.jvp``, ``jax.jacfwd``), reverse mode and higher derivatives all work, and give
@@ -72,7 +77,8 @@ called (under ``jax.jit``: when the function is traced, not when it runs):
    (none), ``1``/``true``/``on`` (all), ``auto`` or unset (the default below), or a
    comma-separated list of names from ``FAST_PATHS``;
 3. else the default: ``CPU_DEFAULT`` when ``jax.default_backend()`` is ``'cpu'`` (plus
-   ``'conv'`` when ``XLA_FLAGS`` leaves convolutions to YNNPACK: ``CPU_DEFAULT_YNN``), none
+   ``'conv'`` and less ``'unfused_conv'`` when ``XLA_FLAGS`` leaves convolutions to
+   YNNPACK: ``CPU_DEFAULT_YNN``), none
    on GPU/TPU (cuDNN's and the TPU's convolutions and their gradients are fast, and
    the formulations here were measured on CPU only).
 
@@ -115,6 +121,7 @@ __all__ = [
     "keep_input",
     "max_pool_tangent",
     "small_input",
+    "unfused_conv",
     "use_fast_paths",
     "ynn_convolutions",
 ]
@@ -131,6 +138,7 @@ FAST_PATHS = (
     "materialize",
     "small_input",
     "batch_norm",
+    "unfused_conv",
 )
 #: The fast paths used by default on the CPU backend when XLA:CPU computes convolutions
 #: itself (Eigen; the default XLA flags of ``cnn_jax.xla_defaults``). Chosen by
@@ -146,13 +154,25 @@ FAST_PATHS = (
 #: pass"). The batch-norm derivative (``batch_norm``) takes 0.71-0.92x the time of JAX's
 #: for a training-mode batch norm's forward and backward pass (``python -m
 #: benchmarks.ops_norm``; docs/RESULTS.md, "CPU, fifth pass").
+#: Keeping a convolution out of the YNNPACK fusion of its consumers in inference
+#: (``unfused_conv``) cut airbench94's inference to 0.84x and the Xception block's to
+#: 0.70x (docs/RESULTS.md, "CPU, seventh pass").
 CPU_DEFAULT = frozenset(
-    {"depthwise", "grouped", "conv_transpose", "materialize", "small_input", "batch_norm"}
+    {
+        "depthwise",
+        "grouped",
+        "conv_transpose",
+        "materialize",
+        "small_input",
+        "batch_norm",
+        "unfused_conv",
+    }
 )
 #: The CPU default when XLA hands convolutions to YNNPACK (jaxlib 0.10's own default,
 #: i.e. ``XLA_FLAGS`` without ``cnn_jax.xla_defaults``' flag): YNNPACK's kernel
 #: gradients are slow, and the per-tap products win by up to 2x per training step.
-CPU_DEFAULT_YNN = CPU_DEFAULT | {"conv"}
+#: ``unfused_conv`` is left out: there YNNPACK computes every convolution anyway.
+CPU_DEFAULT_YNN = (CPU_DEFAULT - {"unfused_conv"}) | {"conv"}
 #: The environment variable read when no ``use_fast_paths`` block is active.
 ENV_VAR = "CNN_JAX_FAST_PATHS"
 
@@ -344,6 +364,58 @@ def keep_input(x: Array) -> Array:
       ``x`` (the same values; a stored copy under differentiation).
     """
     return _stored(x) if "materialize" in enabled_fast_paths() else x
+
+
+# --------------------------------------------------------------------------- unfused_conv
+
+
+@jax.custom_jvp
+def _unfused(y: Array) -> Array:
+    """``y`` (float32) through a no-op that YNNPACK does not support: a fusion boundary.
+
+    ``lax.reduce_precision`` to float32's own widths (8 exponent, 23 mantissa bits)
+    returns every value bit for bit (NaN payloads, infinities, signed zeros,
+    subnormals; tested). XLA:CPU keeps it (unlike ``lax.optimization_barrier``, which
+    it removes before fusing) and fuses it into the consumer's loop. YNNPACK's fusions
+    cannot contain it, so they cannot reach the convolution behind it.
+    """
+    return lax.reduce_precision(y, exponent_bits=8, mantissa_bits=23)
+
+
+@_unfused.defjvp
+def _unfused_jvp(primals: tuple[Array], tangents: tuple[Array]) -> tuple[Array, Array]:
+    # Differentiated (training), the output has other users (the derivatives), which
+    # keeps it out of YNNPACK's fusions anyway: the program is left as it is.
+    return primals[0], tangents[0]
+
+
+def unfused_conv(y: Array) -> Array:
+    """A convolution's output, kept out of its consumers' YNNPACK fusion (``'unfused_conv'``).
+
+    XLA:CPU (jaxlib 0.10) grows a YNNPACK fusion from every reduction and reduce-window
+    (a max pool, a global mean) up through its operands, and takes a convolution whose
+    only user is in that fusion along, whatever ``--xla_cpu_experimental_ynn_fusion_type``
+    says about lone convolutions. In inference the convolutions in front of a max pool
+    (airbench94: 3 of 7), or of batch norm, ReLU and a global mean (the last layer of
+    ResNet-20 and of the Xception block), are then YNNPACK's, which was 1.1-4.3x slower
+    than XLA's own (Eigen) convolution on the development machine (docs/RESULTS.md, "XLA
+    flags on the CPU"). Under differentiation the output has more users (the saved
+    activations), so nothing is fused and nothing is added; without differentiation
+    this returns ``y`` through ``_unfused``'s boundary.
+
+    Only float32 is given the boundary: YNNPACK takes float32, float64 and int8
+    convolutions, and reduce-precision is not exact for bfloat16 on XLA:CPU (it quiets
+    signalling NaNs).
+
+    Args:
+      y: the output of a convolution.
+
+    Returns:
+      ``y`` (the same values, bit for bit).
+    """
+    if y.dtype == jnp.float32 and "unfused_conv" in enabled_fast_paths():
+        return _unfused(y)
+    return y
 
 
 # --------------------------------------------------------------------------- geometry
@@ -743,10 +815,12 @@ def conv(x: Array, w: Array, g: ConvGeometry) -> Array:
     if "small_input" in enabled and small_input(x.shape, w.shape, g):
         return _small_input_conv(x, w, g)
     if g.groups == 1:
-        return _conv(x, w, g) if "conv" in enabled else _lax_conv(x, w, g)
-    if depthwise:
-        return _lax_conv(x, w, g)
-    return _conv(x, w, g) if "grouped" in enabled else _lax_conv(x, w, g)
+        out = _conv(x, w, g) if "conv" in enabled else _lax_conv(x, w, g)
+    elif depthwise:
+        out = _lax_conv(x, w, g)
+    else:
+        out = _conv(x, w, g) if "grouped" in enabled else _lax_conv(x, w, g)
+    return unfused_conv(out)
 
 
 # --------------------------------------------------------------------------- conv_transpose
@@ -843,8 +917,8 @@ def conv_transpose(y: Array, k: Array, g: TransposeGeometry) -> Array:
       ``(N, *spatial', C_in)``.
     """
     if "conv_transpose" in enabled_fast_paths():
-        return _conv_transpose(y, k, g)
-    return _lax_conv_transpose(y, k, g)
+        return unfused_conv(_conv_transpose(y, k, g))
+    return unfused_conv(_lax_conv_transpose(y, k, g))
 
 
 # --------------------------------------------------------------------------- max pool
