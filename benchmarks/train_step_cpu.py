@@ -12,7 +12,9 @@ framework's initialization):
   ``nn.BatchNorm``, ``nn.max_pool``, ``nn.ConvTranspose``);
 * ``torch``: the same architecture in PyTorch CPU (eager), in the faster of the
   contiguous and ``channels_last`` memory formats (measured before timing, per model
-  and mode), ``torch.set_num_threads(threads)``.
+  and mode), ``torch.set_num_threads(threads)``;
+* with ``--versus NAMES``, also ``ours (versus)``: ``ours`` traced with other fast
+  paths, to measure one lever against the rest in the same run.
 
 ``train`` times one training step: forward in training mode (batch statistics),
 softmax cross-entropy, backward, SGD with momentum 0.9 (``optax.sgd`` /
@@ -50,6 +52,7 @@ Run from the repository root::
     python -m benchmarks.train_step_cpu --quick      # smaller batches (smoke test)
     python -m benchmarks.train_step_cpu --only resnet20 --xla-flags=--xla_cpu_use_xnnpack=true
     python -m benchmarks.train_step_cpu --xla-defaults=off   # without cnn_jax's XLA flags
+    python -m benchmarks.train_step_cpu --versus auto --fast-paths none  # the fast paths' gain
 """
 
 from __future__ import annotations
@@ -567,13 +570,19 @@ def run_model(
     settings: common.Settings,
     threads: int,
     fast_paths: Any = "auto",
+    versus: Any = None,
 ) -> list[dict[str, str]]:
-    """Compiles and times every candidate of one model, in both modes."""
+    """Compiles and times every candidate of one model, in both modes.
+
+    With ``versus`` (a fast-path setting), ``ours`` is also timed with that setting, as
+    the candidate ``ours (versus)``: one lever measured against the rest in one run.
+    """
     ours_mod, flax_mod = modules
     t0 = time.perf_counter()
     ours_train, ours_infer = jax_programs(ours_mod, spec, fast=fast_paths)
     lax_train, lax_infer = jax_programs(ours_mod, spec, fast=False)
     flax_train, flax_infer = jax_programs(flax_mod, spec, fast=False)
+    alt = None if versus is None else jax_programs(ours_mod, spec, fast=versus)
     agree = grad_agreement(ours_mod, spec, fast_paths)
     torch_progs, torch_loss = torch_programs(name, spec, threads)
     print(
@@ -590,6 +599,8 @@ def run_model(
     }.items():
         t_run, layout, layout_times = torch_progs[mode]
         cands = {"ours": a.run, "ours (lax)": b.run, "flax": c.run, "torch": t_run}
+        if alt is not None:
+            cands["ours (versus)"] = alt[0 if mode == "train" else 1].run
         t = common.measure(cands, settings.rounds, settings.reps, settings.order)
         r = {k: common.ratio(t["ours"], t[k]) for k in cands}
         rows.append(
@@ -608,9 +619,13 @@ def run_model(
                 "compile": f"{a.compile_s:.1f} / {b.compile_s:.1f} / {c.compile_s:.1f}",
             }
         )
+        if alt is not None:
+            rows[-1]["versus"] = common.format_ms(t["ours (versus)"].median)
+            rows[-1]["ours/versus"] = common.format_ratio(r["ours (versus)"])
         print(
             f"  {name} [{mode}]: ours/torch {rows[-1]['ours/torch']}, ours/flax "
-            f"{rows[-1]['ours/flax']}, ours/ours(lax) {rows[-1]['ours/lax']}",
+            f"{rows[-1]['ours/flax']}, ours/ours(lax) {rows[-1]['ours/lax']}"
+            + (f", ours/ours(versus) {rows[-1]['ours/versus']}" if alt is not None else ""),
             file=sys.stderr,
             flush=True,
         )
@@ -630,6 +645,8 @@ HEADERS = {
     "flax/torch": "flax/torch",
     "compile": "compile s ours / lax / flax",
 }
+#: The columns added by ``--versus``.
+VERSUS_HEADERS = {"versus": "ours (versus) ms", "ours/versus": "ours/ours (versus)"}
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -649,6 +666,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         default="auto",
         help="fast paths of `ours`: 'auto' (the backend's default), or names of "
         "cnn_jax.ops.FAST_PATHS, comma-separated (to measure one lever at a time)",
+    )
+    parser.add_argument(
+        "--versus",
+        default=None,
+        help="also time `ours` with these fast paths (same syntax as --fast-paths; 'none' "
+        "for none): the columns ours (versus) and ours/ours (versus)",
     )
     extra, rest = parser.parse_known_args(argv)
     settings = common.parse_args(__doc__.splitlines()[0], rest, order="block")
@@ -681,6 +704,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"- JAX backend {jax.default_backend()}; fast paths of `ours`: {chosen} "
         f"(--fast-paths {extra.fast_paths})"
     )
+    headers = dict(HEADERS)
+    if extra.versus is not None:
+        with use_fast_paths(extra.versus):
+            versus = ", ".join(sorted(enabled_fast_paths())) or "none"
+        env.append(f"- fast paths of `ours (versus)`: {versus} (--versus {extra.versus})")
+        headers.update(VERSUS_HEADERS)
     print("### Training step and inference on the CPU (issue 6)\n", flush=True)
     print("\n".join(env), flush=True)
     t_start = time.perf_counter()
@@ -688,10 +717,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     modules = _jax_models(extra.xception_size)
     rows = []
     for name in names:
-        rows += run_model(name, all_specs[name], modules[name], settings, threads, extra.fast_paths)
+        rows += run_model(
+            name,
+            all_specs[name],
+            modules[name],
+            settings,
+            threads,
+            extra.fast_paths,
+            extra.versus,
+        )
     print(f"- load average at end (1, 5, 15 min): {common.load_average()}")
     print(f"- wall time: {time.perf_counter() - t_start:.0f} s\n")
-    print(common.markdown_table(list(HEADERS.values()), [[r[k] for k in HEADERS] for r in rows]))
+    print(common.markdown_table(list(headers.values()), [[r[k] for k in headers] for r in rows]))
 
 
 if __name__ == "__main__":

@@ -114,3 +114,16 @@ def test_ops_norm_quick_runs(capsys):
     ops_norm.main(["--quick", "--rounds", "3", "--reps", "5"])
     out = capsys.readouterr().out
     assert "BatchNorm train 8x8x16 N4" in out and "fwd+bwd" in out
+
+
+@pytest.mark.slow
+def test_train_step_versus_columns(capsys):
+    """``--versus`` times ``ours`` a second time with other fast paths (about 25 s)."""
+    pytest.importorskip("torch")
+    train_step_cpu.main(["--quick", "--models", "lenet5", "--versus", "none"])
+    out = capsys.readouterr().out
+    assert "fast paths of `ours (versus)`: none (--versus none)" in out
+    header = next(line for line in out.splitlines() if line.startswith("| model"))
+    assert header.rstrip(" |").endswith("ours (versus) ms | ours/ours (versus)")
+    rows = [line for line in out.splitlines() if line.startswith("| lenet5")]
+    assert len(rows) == 2 and all(len(r.split("|")) == len(header.split("|")) for r in rows)

@@ -155,8 +155,9 @@ FAST_PATHS = (
 #: for a training-mode batch norm's forward and backward pass (``python -m
 #: benchmarks.ops_norm``; docs/RESULTS.md, "CPU, fifth pass").
 #: Keeping a convolution out of the YNNPACK fusion of its consumers in inference
-#: (``unfused_conv``) cut airbench94's inference to 0.84x and the Xception block's to
-#: 0.70x (docs/RESULTS.md, "CPU, seventh pass").
+#: (``unfused_conv``) cut airbench94's inference to 0.91x of its time and the Xception
+#: block's to 0.86x (``--versus`` run; 0.84x and 0.70x in an ad-hoc loop; docs/RESULTS.md,
+#: "CPU, seventh pass").
 CPU_DEFAULT = frozenset(
     {
         "depthwise",
