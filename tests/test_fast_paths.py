@@ -572,7 +572,7 @@ def _ynn_fusions_with_convolution(hlo: str) -> int:
 
 
 def test_unfused_conv_only_without_differentiation():
-    x, k = jnp.ones((2, 8, 8, 4)), jnp.ones((3, 3, 4, 4))
+    x, k = jnp.ones((2, 8, 8, 20)), jnp.ones((3, 3, 20, 20))
     on, name = ["unfused_conv"], "reduce_precision"
 
     def grad(x, k):
@@ -583,19 +583,35 @@ def test_unfused_conv_only_without_differentiation():
     assert _count(grad, (x, k), name, on) == 0  # training: the program is unchanged
     half = (x.astype(jnp.bfloat16), k.astype(jnp.bfloat16))
     assert _count(ops.conv, half, name, on) == 0  # float32 only
-    grouped = (x, jnp.ones((3, 3, 2, 4)))
+    grouped = (x, jnp.ones((3, 3, 10, 20)))
     assert _count(lambda x, k: ops.conv(x, k, groups=2), grouped, name, on) == 1
     assert _count(lambda x, k: ops.conv(x, k, groups=2), grouped, name, [*on, "grouped"]) == 1
     assert _count(ops.conv, (x, k), name, [*on, "conv"]) == 1
-    dw = (x, jnp.ones((3, 3, 1, 4)))
+    dw = (x, jnp.ones((3, 3, 1, 20)))
     assert _count(ops.depthwise_conv, dw, name, on) == 1  # a lax convolution
     assert _count(ops.depthwise_conv, dw, name, [*on, "depthwise"]) == 0  # none
-    first = (jnp.ones((2, 8, 8, 1)), jnp.ones((3, 3, 1, 4)))
+    first = (jnp.ones((2, 8, 8, 1)), jnp.ones((3, 3, 1, 32)))
+    assert _count(ops.conv, first, name, on) == 1
     assert _count(ops.conv, first, name, [*on, "small_input"]) == 0  # no convolution
-    transposed = (x, jnp.ones((2, 2, 4, 4)))
-    for extra in ([], ["conv_transpose"]):
-        f = lambda y, k: ops.conv_transpose(y, k, strides=2)  # noqa: E731
-        assert _count(f, transposed, name, on + extra) == 1
+    # Convolutions YNNPACK cannot take get nothing (no cost where there is no gain).
+    assert _count(ops.conv, (jnp.ones((2, 8, 8, 16)), jnp.ones((3, 3, 16, 16))), name, on) == 0
+    assert _count(ops.conv, (jnp.ones((2, 9, 20)), jnp.ones((3, 20, 20))), name, on) == 0  # 1-D
+    for strides, expected in ((2, 0), (1, 1)):  # a strided transposed one is zero-dilated
+        for extra in ([], ["conv_transpose"]):
+            f = lambda y, k, s=strides: ops.conv_transpose(y, k, strides=s, padding="SAME")  # noqa: E731
+            assert _count(f, (x, jnp.ones((2, 2, 20, 20))), name, [*on, *extra]) == expected
+
+
+def test_ynn_could_take_rule():
+    take = fast.ynn_could_take
+    assert take((8, 16, 16, 24), (8, 16, 16, 64), (3, 3), False)
+    assert take((8, 16, 16, 3), (8, 16, 16, 17), (3, 3), False)  # max(C_in, C_out) > 16
+    assert not take((8, 16, 16, 16), (8, 16, 16, 16), (3, 3), False)
+    assert not take((8, 16, 16, 24), (8, 16, 16, 64), (3, 3), True)  # zero-dilated input
+    assert not take((8, 16, 24), (8, 16, 64), (3,), False)  # 1-D
+    assert not take((8, 4, 4, 4, 24), (8, 4, 4, 4, 64), (3, 3, 3), False)  # 3-D
+    assert not take((8, 16, 16, 24), (8, 18, 18, 64), (3, 3), False)  # FULL padding
+    assert not take((8, 2, 16, 24), (8, 2, 16, 64), (3, 3), False)  # window > input
 
 
 def test_unfused_conv_is_the_identity():

@@ -354,7 +354,8 @@ def conv_transpose(
         feature_group_count=groups,
         precision=precision,
     )
-    return _add_bias(fast.unfused_conv(out), bias, [(kernel.shape[-2] * groups,)])
+    out = fast.unfused_conv(out, y.shape, kernel.shape[:n], any(v > 1 for v in s))
+    return _add_bias(out, bias, [(kernel.shape[-2] * groups,)])
 
 
 def depthwise_conv(

@@ -124,6 +124,7 @@ __all__ = [
     "unfused_conv",
     "use_fast_paths",
     "ynn_convolutions",
+    "ynn_could_take",
 ]
 
 Array = Any
@@ -390,7 +391,46 @@ def _unfused_jvp(primals: tuple[Array], tangents: tuple[Array]) -> tuple[Array, 
     return primals[0], tangents[0]
 
 
-def unfused_conv(y: Array) -> Array:
+#: YNNPACK (jaxlib 0.10) takes a convolution into a fusion only if its larger channel
+#: count exceeds this (its support rule; ``ynn_could_take``).
+YNN_MIN_CHANNELS = 17
+
+
+def ynn_could_take(
+    x_shape: Sequence[int], y_shape: Sequence[int], window: Sequence[int], base_dilated: bool
+) -> bool:
+    """Whether jaxlib 0.10's YNNPACK would accept this convolution into a fusion.
+
+    Its support rule (``IsConvolutionOpSupportedByYnn`` in XLA): two spatial dimensions,
+    ``max(C_in, C_out) >= YNN_MIN_CHANNELS``, no zero-dilated input (a strided transposed
+    convolution), an output and a window no larger than the input in each spatial
+    dimension. (It also needs float32, float64 or int8 and no ``batch_group_count``.)
+
+    Args:
+      x_shape: the convolution's input ``(N, *spatial, C_in)`` (not zero-dilated).
+      y_shape: its output ``(N, *spatial', C_out)``.
+      window: the kernel's spatial size.
+      base_dilated: whether the input is zero-dilated (``lhs_dilation`` above 1).
+
+    Returns:
+      ``True`` if YNNPACK could compute it.
+    """
+    spatial_in, spatial_out = x_shape[1:-1], y_shape[1:-1]
+    return (
+        len(spatial_in) == 2
+        and not base_dilated
+        and max(x_shape[-1], y_shape[-1]) >= YNN_MIN_CHANNELS
+        and all(o <= i for o, i in zip(spatial_out, spatial_in, strict=True))
+        and all(k <= i for k, i in zip(window, spatial_in, strict=True))
+    )
+
+
+def unfused_conv(
+    y: Array,
+    x_shape: Sequence[int],
+    window: Sequence[int],
+    base_dilated: bool = False,
+) -> Array:
     """A convolution's output, kept out of its consumers' YNNPACK fusion (``'unfused_conv'``).
 
     XLA:CPU (jaxlib 0.10) grows a YNNPACK fusion from every reduction and reduce-window
@@ -404,17 +444,29 @@ def unfused_conv(y: Array) -> Array:
     activations), so nothing is fused and nothing is added; without differentiation
     this returns ``y`` through ``_unfused``'s boundary.
 
-    Only float32 is given the boundary: YNNPACK takes float32, float64 and int8
-    convolutions, and reduce-precision is not exact for bfloat16 on XLA:CPU (it quiets
-    signalling NaNs).
+    The boundary is fused into an elementwise consumer (batch norm, an activation) at no
+    cost; where the output goes straight into a max pool, another convolution, a
+    product or the program's result, it is one more pass over the output (about 5% of a
+    64->256-channel 3x3 convolution's forward time, measured ad hoc). So it is added only
+    where YNNPACK could take the convolution (``ynn_could_take``), and only for float32:
+    YNNPACK also takes float64 and int8 convolutions, but reduce-precision is not exact
+    for bfloat16 on XLA:CPU (it quiets signalling NaNs), which YNNPACK does not take.
 
     Args:
       y: the output of a convolution.
+      x_shape: the shape of its input (``lhs`` of the ``lax`` call, before any zero
+        dilation).
+      window: the kernel's spatial size.
+      base_dilated: whether the ``lax`` call zero-dilates its input (``lhs_dilation``).
 
     Returns:
       ``y`` (the same values, bit for bit).
     """
-    if y.dtype == jnp.float32 and "unfused_conv" in enabled_fast_paths():
+    if (
+        y.dtype == jnp.float32
+        and "unfused_conv" in enabled_fast_paths()
+        and ynn_could_take(x_shape, y.shape, window, base_dilated)
+    ):
         return _unfused(y)
     return y
 
@@ -821,7 +873,7 @@ def conv(x: Array, w: Array, g: ConvGeometry) -> Array:
         out = _lax_conv(x, w, g)
     else:
         out = _conv(x, w, g) if "grouped" in enabled else _lax_conv(x, w, g)
-    return unfused_conv(out)
+    return unfused_conv(out, x.shape, w.shape[: x.ndim - 2])
 
 
 # --------------------------------------------------------------------------- conv_transpose
@@ -918,8 +970,10 @@ def conv_transpose(y: Array, k: Array, g: TransposeGeometry) -> Array:
       ``(N, *spatial', C_in)``.
     """
     if "conv_transpose" in enabled_fast_paths():
-        return unfused_conv(_conv_transpose(y, k, g))
-    return unfused_conv(_lax_conv_transpose(y, k, g))
+        out = _conv_transpose(y, k, g)
+    else:
+        out = _lax_conv_transpose(y, k, g)
+    return unfused_conv(out, y.shape, k.shape[: y.ndim - 2], any(s > 1 for s in g.strides))
 
 
 # --------------------------------------------------------------------------- max pool
