@@ -392,7 +392,7 @@ def _unfused_jvp(primals: tuple[Array], tangents: tuple[Array]) -> tuple[Array, 
 
 
 #: YNNPACK (jaxlib 0.10) takes a convolution into a fusion only if its larger channel
-#: count exceeds this (its support rule; ``ynn_could_take``).
+#: count is at least this (its support rule; ``ynn_could_take``).
 YNN_MIN_CHANNELS = 17
 
 
@@ -448,9 +448,10 @@ def unfused_conv(
     cost; where the output goes straight into a max pool, another convolution, a
     product or the program's result, it is one more pass over the output (about 5% of a
     64->256-channel 3x3 convolution's forward time, measured ad hoc). So it is added only
-    where YNNPACK could take the convolution (``ynn_could_take``), and only for float32:
-    YNNPACK also takes float64 and int8 convolutions, but reduce-precision is not exact
-    for bfloat16 on XLA:CPU (it quiets signalling NaNs), which YNNPACK does not take.
+    where YNNPACK could take the convolution (``ynn_could_take``), and only for float32.
+    YNNPACK also takes float64 and int8 convolutions, which are left alone (not
+    measured here); it takes no bfloat16 ones, for which reduce-precision would not be
+    exact on XLA:CPU anyway (it quiets signalling NaNs).
 
     Args:
       y: the output of a convolution.
