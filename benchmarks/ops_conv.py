@@ -485,6 +485,11 @@ def cases(quick: bool) -> list[Case]:
         c("conv2d 3x3 SAME 64->64 8x8 N128 (CIFAR layers: ResNet-20, 5 of them)", 128, (8, 8),
           (3, 3), 64, 64, padding="SAME"),
         conv_transpose_case(rng, 2, 14, 4, 32, 64, 2, 1),
+        # The U-Net decoder's 2x2/2 up-sampling (kernel == stride: fast path
+        # conv_transpose_tiles), batch 32.
+        conv_transpose_case(rng, 32, 8, 2, 128, 256, 2, 0),
+        conv_transpose_case(rng, 32, 16, 2, 64, 128, 2, 0),
+        conv_transpose_case(rng, 32, 32, 2, 32, 64, 2, 0),
         depthwise_case(rng, 1, 56, 128),
         # Training batches (the kernel gradient's loop over chunks of the batch):
         depthwise_case(rng, 64, 10, 728),  # Xception middle flow

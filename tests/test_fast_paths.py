@@ -415,6 +415,59 @@ def test_conv_transpose_output_shape_and_groups(x64, rng):
     _assert_same(lambda y, k: ops.conv_transpose(y, k, strides=2, groups=2), (y, kg))
 
 
+@pytest.mark.parametrize(
+    ("spatial", "window", "padding", "output_padding"),
+    [
+        ((3, 4), 2, 0, 0),  # U-Net's up-sampling
+        ((3, 2), (2, 3), 0, 0),
+        ((5,), 4, 0, 0),
+        ((2, 3, 2), 2, 0, 0),
+        ((3, 3), 2, [(0, 1), (0, 0)], (1, 0)),  # high padding cancelled by output padding
+    ],
+)
+def test_conv_transpose_tiles_matches_lax(x64, rng, spatial, window, padding, output_padding):
+    """Kernel == stride: one product and a reshape, no convolution; same values and
+    derivatives as ``lax``, second order included."""
+    n = len(spatial)
+    window = (window,) * n if isinstance(window, int) else window
+    y, k, b = _r(rng, 2, *spatial, 6), _r(rng, *window, 4, 6), _r(rng, 4)
+    kw = dict(strides=window, padding=padding, output_padding=output_padding)
+
+    def f(y, k, b):
+        return ops.conv_transpose(y, k, b, **kw)
+
+    g = fast.TransposeGeometry(
+        window, tuple((w - 1, w - 1) for w in window), (0,) * n, (1,) * n, None
+    )
+    assert fast.tiles_output(window, g)
+    assert _count(f, (y, k, b), "conv_general_dilated", ["conv_transpose_tiles"]) == 0
+    assert _count(f, (y, k, b), "conv_general_dilated", ["conv_transpose"]) == 1
+    _assert_same(f, (y, k, b))
+    with ops.use_fast_paths(["conv_transpose_tiles"]):
+        check_grads(jax.jit(f), (y, k, b), order=2, modes=("fwd", "rev"))
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(strides=2),  # 3x3 kernel, stride 2: overlapping taps
+        dict(strides=2, padding=1),
+        dict(strides=2, dilation=2),
+        dict(strides=2, output_padding=1),  # an extra row and column of zeros
+        dict(strides=1),
+    ],
+)
+def test_conv_transpose_tiles_only_when_tiling(x64, rng, kw):
+    window = 2 if kw.get("dilation") or kw.get("output_padding") or kw["strides"] == 1 else 3
+    y, k = _r(rng, 1, 3, 3, 4), _r(rng, window, window, 2, 4)
+
+    def f(y, k):
+        return ops.conv_transpose(y, k, **kw)
+
+    assert _count(f, (y, k), "conv_general_dilated", ["conv_transpose_tiles"]) == 1
+    _assert_same(f, (y, k))
+
+
 # --------------------------------------------------------------------------- check_grads
 
 

@@ -337,7 +337,9 @@ def conv_transpose(
         lax_pads.append((eff[dim] - 1 - lo, eff[dim] - 1 - hi + a[dim]))
     y, kernel = _promote(y, kernel)
     y = fast.keep_input(y)
-    if groups == 1 and fast.fast_path_enabled("conv_transpose"):
+    if groups == 1 and (
+        fast.fast_path_enabled("conv_transpose") or fast.fast_path_enabled("conv_transpose_tiles")
+    ):
         geometry = fast.TransposeGeometry(
             s, tuple(lax_pads), tuple(lo for lo, _ in pads), d, precision
         )
