@@ -981,7 +981,9 @@ def tiles_output(window: Sequence[int], g: TransposeGeometry) -> bool:
     """
     return all(
         k == s and d == 1 and low == 0 and pad == (k - 1, k - 1)
-        for k, s, d, low, pad in zip(window, g.strides, g.dilation, g.fwd_low, g.lax_padding)
+        for k, s, d, low, pad in zip(
+            window, g.strides, g.dilation, g.fwd_low, g.lax_padding, strict=True
+        )
     )
 
 
