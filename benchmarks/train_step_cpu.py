@@ -680,6 +680,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     if extra.xla_defaults == "off":
         os.environ["CNN_JAX_XLA_DEFAULTS"] = "0"
     import cnn_jax  # noqa: F401  (sets its default XLA flags before any backend exists)
+    from cnn_jax.ops import use_fast_paths
+
+    for option, value in (("--fast-paths", extra.fast_paths), ("--versus", extra.versus)):
+        try:
+            if value is not None:
+                with use_fast_paths(value):
+                    pass
+        except (TypeError, ValueError) as err:
+            parser.error(f"{option} (={value!r}): {err}")
 
     threads = common.set_threads(settings.threads, settings.omp_wait_policy)
     if common.optional_torch() is None:
@@ -696,7 +705,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     import jax
 
-    from cnn_jax.ops import enabled_fast_paths, use_fast_paths
+    from cnn_jax.ops import enabled_fast_paths
 
     with use_fast_paths(extra.fast_paths):
         chosen = ", ".join(sorted(enabled_fast_paths())) or "none"

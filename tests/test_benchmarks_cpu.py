@@ -127,3 +127,12 @@ def test_train_step_versus_columns(capsys):
     assert header.rstrip(" |").endswith("ours (versus) ms | ours/ours (versus)")
     rows = [line for line in out.splitlines() if line.startswith("| lenet5")]
     assert len(rows) == 2 and all(len(r.split("|")) == len(header.split("|")) for r in rows)
+
+
+def test_train_step_rejects_unknown_fast_paths(capsys):
+    """A misspelt --versus or --fast-paths stops before anything is compiled."""
+    for option in ("--versus", "--fast-paths"):
+        with pytest.raises(SystemExit):
+            train_step_cpu.main(["--quick", "--models", "lenet5", option, "depthwize"])
+        err = capsys.readouterr().err
+        assert f"{option} (='depthwize')" in err and "unknown fast paths ['depthwize']" in err
