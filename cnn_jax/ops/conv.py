@@ -37,13 +37,6 @@ IntOrSeq = int | Sequence[int]
 PADDING_MODES = {"zeros": "constant", "reflect": "reflect", "replicate": "edge", "circular": "wrap"}
 
 
-def dimension_numbers(n: int) -> lax.ConvDimensionNumbers:
-    """Channels-last dimension numbers for ``n`` spatial dimensions (NHWC, HWIO, NHWC)."""
-    spatial = tuple(range(1, n + 1))
-    io = (0, n + 1, *spatial)
-    return lax.ConvDimensionNumbers(lhs_spec=io, rhs_spec=(n + 1, n, *range(n)), out_spec=io)
-
-
 class _Geometry(NamedTuple):
     n: int
     strides: tuple[int, ...]
@@ -193,26 +186,6 @@ def conv(
     return _add_bias(out, bias, [(kernel.shape[-1],)])
 
 
-def transpose_kernel(kernel: Array, groups: int = 1) -> Array:
-    """The kernel of the transposed convolution: spatially flipped, ``I``/``O`` swapped.
-
-    Args:
-      kernel: a forward kernel ``(*window, C_in / groups, C_out)``.
-      groups: the forward convolution's groups.
-
-    Returns:
-      A kernel ``(*window, C_out / groups, C_in)`` for ``lax`` such that a convolution
-      of the zero-dilated output with it is the adjoint of the forward convolution.
-    """
-    n = kernel.ndim - 2
-    *window, ci_g, c_out = kernel.shape
-    co_g = c_out // groups
-    k = kernel.reshape(*window, ci_g, groups, co_g)
-    k = jnp.moveaxis(k, (n, n + 1, n + 2), (n + 2, n + 1, n))  # -> (*w, co_g, groups, ci_g)
-    k = k.reshape(*window, co_g, groups * ci_g)
-    return jnp.flip(k, axis=tuple(range(n)))
-
-
 def conv_transpose(
     y: Array,
     kernel: Array,
@@ -339,26 +312,10 @@ def conv_transpose(
         lax_pads.append((eff[dim] - 1 - lo, eff[dim] - 1 - hi + a[dim]))
     y, kernel = _promote(y, kernel)
     y = fast.keep_input(y)
-    if groups == 1 and (
-        fast.fast_path_enabled("conv_transpose") or fast.fast_path_enabled("conv_transpose_tiles")
-    ):
-        geometry = fast.TransposeGeometry(
-            s, tuple(lax_pads), tuple(lo for lo, _ in pads), d, precision
-        )
-        out = fast.conv_transpose(y, kernel, geometry)
-        return _add_bias(out, bias, [(kernel.shape[-2] * groups,)])
-    out = lax.conv_general_dilated(
-        y,
-        transpose_kernel(kernel, groups),
-        window_strides=(1,) * n,
-        padding=lax_pads,
-        lhs_dilation=s,
-        rhs_dilation=d,
-        dimension_numbers=dimension_numbers(n),
-        feature_group_count=groups,
-        precision=precision,
+    geometry = fast.TransposeGeometry(
+        s, tuple(lax_pads), tuple(lo for lo, _ in pads), d, precision, groups
     )
-    out = fast.unfused_conv(out, y.shape, kernel.shape[:n], any(v > 1 for v in s))
+    out = fast.conv_transpose(y, kernel, geometry)
     return _add_bias(out, bias, [(kernel.shape[-2] * groups,)])
 
 

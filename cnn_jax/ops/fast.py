@@ -902,6 +902,7 @@ class TransposeGeometry(NamedTuple):
       fwd_low: the forward convolution's low padding per spatial dimension.
       dilation: kernel dilation.
       precision: ``lax`` precision.
+      groups: the forward convolution's groups (the fast paths take 1 only).
     """
 
     strides: tuple[int, ...]
@@ -909,24 +910,41 @@ class TransposeGeometry(NamedTuple):
     fwd_low: tuple[int, ...]
     dilation: tuple[int, ...]
     precision: Any
+    groups: int = 1
 
 
-def _flip_kernel(k: Array) -> Array:
-    """``(*window, C_in, C_out)`` -> flipped ``(*window, C_out, C_in)`` (groups == 1)."""
-    n = k.ndim - 2
-    return jnp.flip(jnp.swapaxes(k, n, n + 1), axis=tuple(range(n)))
+def transpose_kernel(kernel: Array, groups: int = 1) -> Array:
+    """The kernel of the transposed convolution: spatially flipped, ``I``/``O`` swapped.
+
+    Args:
+      kernel: a forward kernel ``(*window, C_in / groups, C_out)``.
+      groups: the forward convolution's groups.
+
+    Returns:
+      A kernel ``(*window, C_out / groups, C_in)`` for ``lax`` such that a convolution
+      of the zero-dilated output with it is the adjoint of the forward convolution.
+    """
+    n = kernel.ndim - 2
+    *window, ci_g, c_out = kernel.shape
+    co_g = c_out // groups
+    k = kernel.reshape(*window, ci_g, groups, co_g)
+    k = jnp.moveaxis(k, (n, n + 1, n + 2), (n + 2, n + 1, n))  # -> (*w, co_g, groups, ci_g)
+    k = k.reshape(*window, co_g, groups * ci_g)
+    return jnp.flip(k, axis=tuple(range(n)))
 
 
 def _lax_conv_transpose(y: Array, k: Array, g: TransposeGeometry) -> Array:
+    """The zero-dilated ``lax`` convolution (Dumoulin & Visin 2016, §4), any groups."""
     n = y.ndim - 2
     return lax.conv_general_dilated(
         y,
-        _flip_kernel(k),
+        transpose_kernel(k, g.groups),
         window_strides=(1,) * n,
         padding=g.lax_padding,
         lhs_dilation=g.strides,
         rhs_dilation=g.dilation,
         dimension_numbers=dimension_numbers(n),
+        feature_group_count=g.groups,
         precision=g.precision,
     )
 
@@ -1003,21 +1021,22 @@ def _tiled_conv_transpose(y: Array, k: Array, g: TransposeGeometry) -> Array:
 
 
 def conv_transpose(y: Array, k: Array, g: TransposeGeometry) -> Array:
-    """Transposed convolution (groups 1): one product where it tiles its output, else ``lax``'s.
+    """Transposed convolution: one product where it tiles its output, else ``lax``'s.
 
-    With ``'conv_transpose_tiles'`` and a kernel equal to the stride (``tiles_output``):
-    ``_tiled_conv_transpose``. Else the ``lax`` zero-dilated convolution, with the fast
-    kernel derivative under ``'conv_transpose'``.
+    With groups 1: under ``'conv_transpose_tiles'`` and a kernel equal to the stride
+    (``tiles_output``), ``_tiled_conv_transpose``; else the ``lax`` zero-dilated
+    convolution, with the fast kernel derivative under ``'conv_transpose'``. With more
+    groups, the ``lax`` convolution.
 
     Args:
       y: ``(N, *spatial, C_out)``.
-      k: the forward kernel ``(*window, C_in, C_out)``.
+      k: the forward kernel ``(*window, C_in / groups, C_out)``.
       g: the geometry.
 
     Returns:
       ``(N, *spatial', C_in)``.
     """
-    enabled = enabled_fast_paths()
+    enabled = enabled_fast_paths() if g.groups == 1 else frozenset()
     if "conv_transpose_tiles" in enabled and tiles_output(k.shape[: y.ndim - 2], g):
         return _tiled_conv_transpose(y, k, g)
     fast_grad = "conv_transpose" in enabled
