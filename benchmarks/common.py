@@ -92,7 +92,10 @@ HOST_MEMORY_CHOICES = ("default", "calling_thread", "one_arena", "reuse")
 
 
 def parse_args(
-    description: str, argv: Sequence[str] | None = None, order: str = "sample"
+    description: str,
+    argv: Sequence[str] | None = None,
+    order: str = "sample",
+    parents: Sequence[argparse.ArgumentParser] = (),
 ) -> Settings:
     """Parses the command line shared by every benchmark.
 
@@ -100,12 +103,14 @@ def parse_args(
       description: the benchmark's one-line description, for ``--help``.
       argv: the arguments (``sys.argv[1:]`` by default).
       order: the default of ``--order`` (one of ``ORDERS``, see ``measure``).
+      parents: the benchmark's own parsers (``add_help=False``), already applied to the
+        command line; listed here so that ``--help`` shows their options too.
 
     Returns:
       The settings; ``--quick`` means 3 rounds x 5 reps on small shapes, the full
       run 5 rounds x 5 reps unless ``--rounds``/``--reps`` say otherwise.
     """
-    parser = argparse.ArgumentParser(description=description)
+    parser = argparse.ArgumentParser(description=description, parents=list(parents))
     parser.add_argument("--quick", action="store_true", help="few, small shapes (smoke test)")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
     parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds (>= 3)")

@@ -674,11 +674,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         "for none): the columns ours (versus) and ours/ours (versus)",
     )
     extra, rest = parser.parse_known_args(argv)
-    settings = common.parse_args(__doc__.splitlines()[0], rest, order="block")
+    # Before common.parse_args: --host-memory imports cnn_jax, which appends its default
+    # XLA flags unless XLA_FLAGS already names them.
     if extra.xla_flags:
         os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {extra.xla_flags}".strip()
     if extra.xla_defaults == "off":
         os.environ["CNN_JAX_XLA_DEFAULTS"] = "0"
+    settings = common.parse_args(__doc__.splitlines()[0], rest, order="block", parents=[parser])
     import cnn_jax  # noqa: F401  (sets its default XLA flags before any backend exists)
     from cnn_jax.ops import use_fast_paths
 

@@ -136,3 +136,13 @@ def test_train_step_rejects_unknown_fast_paths(capsys):
             train_step_cpu.main(["--quick", "--models", "lenet5", option, "depthwize"])
         err = capsys.readouterr().err
         assert f"{option} (='depthwize')" in err and "unknown fast paths ['depthwize']" in err
+
+
+def test_train_step_help_lists_every_option(capsys):
+    """``--help`` shows the benchmark's own options beside the common ones."""
+    with pytest.raises(SystemExit) as stop:
+        train_step_cpu.main(["--help"])
+    assert stop.value.code == 0
+    out = capsys.readouterr().out
+    for option in ("--versus", "--models", "--xla-flags", "--fast-paths", "--host-memory"):
+        assert option in out
