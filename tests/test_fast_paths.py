@@ -738,6 +738,39 @@ def test_unfused_conv_keeps_convolutions_out_of_ynnpack(rng):
     assert _ynn_fusions_with_convolution(hlo["off"]) == 1
 
 
+@pytest.mark.parametrize(
+    ("x_shape", "k_shape", "padding"),
+    [
+        ((8, 16, 16, 16), (3, 3, 16, 16), "SAME"),  # 16 channels
+        ((8, 16, 16, 32), (3, 3, 32, 64), "SAME"),  # YNNPACK's pattern (the control)
+        ((8, 16, 16, 32), (3, 3, 32, 64), "FULL"),  # output larger than the input
+        ((8, 32, 32), (3, 32, 64), "SAME"),  # 1-D
+    ],
+)
+def test_ynn_could_take_matches_the_compiler(rng, x_shape, k_shape, padding):
+    """``ynn_could_take`` says which convolutions this jaxlib pulls into YNNPACK's fusions.
+
+    ``unfused_conv`` adds its boundary only where the rule says YNNPACK could take the
+    convolution. The rule is a copy of jaxlib 0.10's: compiled without the boundary, a
+    convolution whose only user is a max pool ends in a YNNPACK fusion exactly when the
+    rule says so (a later jaxlib that takes more or fewer convolutions fails here).
+    """
+    x = jnp.asarray(rng.standard_normal(x_shape), jnp.float32)
+    k = jnp.asarray(rng.standard_normal(k_shape), jnp.float32)
+    n = x.ndim - 2
+
+    def net(x, k):
+        return ops.max_pool(ops.conv(x, k, padding=padding), 2) * 1.5 + 0.1
+
+    with ops.use_fast_paths(False):
+        y_shape = jax.eval_shape(lambda x, k: ops.conv(x, k, padding=padding), x, k).shape
+        hlo = jax.jit(net).lower(x, k).compile().as_text()
+    if "__ynn_fusion" not in hlo:
+        pytest.skip("this jaxlib makes no YNNPACK fusions")
+    expected = fast.ynn_could_take(x.shape, y_shape, k.shape[:n], False)
+    assert _ynn_fusions_with_convolution(hlo) == int(expected)
+
+
 # --------------------------------------------------------------------------- max pool
 
 
