@@ -15,7 +15,9 @@ Settings:
 * ``ynn-off``: ``--xla_cpu_experimental_ynn_fusion_type=`` with no types (nothing to
   YNNPACK, dots included);
 * ``ynn-reduce-off``: ``--xla_cpu_experimental_ynn_fusion_type=-individual_convolution,-reduce``
-  (reductions stay XLA's too, and can fuse with the elementwise code around them).
+  (reductions stay XLA's too, and can fuse with the elementwise code around them);
+* ``ynn-dot-off``: ``--xla_cpu_experimental_ynn_fusion_type=`` followed by
+  ``-individual_convolution,-individual_dot`` (matrix products stay XLA's too: Eigen's).
 
 Work per worker (``cnn_jax.ops.use_fast_paths(False)``, so that only XLA's own
 programs are compared):
@@ -59,6 +61,10 @@ SETTINGS: dict[str, tuple[dict[str, str], str]] = {
     "ynn-reduce-off": (
         {},
         "--xla_cpu_experimental_ynn_fusion_type=-individual_convolution,-reduce",
+    ),
+    "ynn-dot-off": (
+        {},
+        "--xla_cpu_experimental_ynn_fusion_type=-individual_convolution,-individual_dot",
     ),
 }
 REFERENCE = "cnn_jax"
