@@ -755,6 +755,8 @@ def test_ynn_could_take_matches_the_compiler(rng, x_shape, k_shape, padding):
     convolution whose only user is a max pool ends in a YNNPACK fusion exactly when the
     rule says so (a later jaxlib that takes more or fewer convolutions fails here).
     """
+    if fast.ynn_convolutions():
+        pytest.skip("XLA_FLAGS hand every convolution to YNNPACK: the rule is for XLA's own")
     x = jnp.asarray(rng.standard_normal(x_shape), jnp.float32)
     k = jnp.asarray(rng.standard_normal(k_shape), jnp.float32)
     n = x.ndim - 2
