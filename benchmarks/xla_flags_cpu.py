@@ -16,8 +16,9 @@ Settings:
   YNNPACK, dots included);
 * ``ynn-reduce-off``: ``--xla_cpu_experimental_ynn_fusion_type=-individual_convolution,-reduce``
   (reductions stay XLA's too, and can fuse with the elementwise code around them);
-* ``ynn-dot-off``: ``--xla_cpu_experimental_ynn_fusion_type=`` followed by
-  ``-individual_convolution,-individual_dot`` (matrix products stay XLA's too: Eigen's).
+* ``ynn-dot-off``: matrix products stay XLA's too (Eigen's)::
+
+      --xla_cpu_experimental_ynn_fusion_type=-individual_convolution,-individual_dot
 
 Work per worker (``cnn_jax.ops.use_fast_paths(False)``, so that only XLA's own
 programs are compared):
@@ -32,7 +33,7 @@ programs are compared):
 
 Run from the repository root::
 
-    python -m benchmarks.xla_flags_cpu                   # about 15 minutes
+    python -m benchmarks.xla_flags_cpu      # about 10 minutes per setting and work
     python -m benchmarks.xla_flags_cpu --work layers --rounds 3
 """
 

@@ -146,3 +146,24 @@ def test_train_step_help_lists_every_option(capsys):
     out = capsys.readouterr().out
     for option in ("--versus", "--models", "--xla-flags", "--fast-paths", "--host-memory"):
         assert option in out
+
+
+def test_train_step_sets_xla_flags_before_host_memory(monkeypatch):
+    """``--host-memory`` imports cnn_jax (which appends its default XLA flags): the
+    benchmark's ``--xla-flags`` and ``--xla-defaults`` must be in the environment first."""
+    import os
+
+    monkeypatch.setenv("XLA_FLAGS", "")
+    monkeypatch.delenv("CNN_JAX_XLA_DEFAULTS", raising=False)
+    seen = {}
+
+    def record(choice):
+        seen.update(os.environ)
+        raise SystemExit(0)  # stop before anything starts
+
+    monkeypatch.setattr(common, "apply_host_memory", record)
+    with pytest.raises(SystemExit):
+        train_step_cpu.main(
+            ["--host-memory", "calling_thread", "--xla-flags=--xla_foo=1", "--xla-defaults", "off"]
+        )
+    assert seen["XLA_FLAGS"] == "--xla_foo=1" and seen["CNN_JAX_XLA_DEFAULTS"] == "0"

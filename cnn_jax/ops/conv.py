@@ -209,8 +209,8 @@ def conv_transpose(
     ``d (k - 1) - p_lo`` before and ``d (k - 1) - p_hi + a`` after, convolved with the
     flipped kernel. The output size is
     ``o' = s (i' - 1) + a + d (k - 1) + 1 - (p_lo + p_hi)`` (relationship 14). On the
-    CPU, a kernel equal to the stride (no dilation, no padding) is computed as one
-    product and a reshape instead (fast path ``conv_transpose_tiles``, same values).
+    CPU, with groups 1, a kernel equal to the stride (no dilation, no padding) is computed
+    as one product and a reshape instead (fast path ``conv_transpose_tiles``, same values).
 
     Args:
       y: input of shape ``(N, *spatial, C_out)`` (the forward conv's output).

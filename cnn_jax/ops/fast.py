@@ -119,16 +119,19 @@ __all__ = [
     "ENV_VAR",
     "FAST_PATHS",
     "ConvGeometry",
+    "TransposeGeometry",
     "batch_norm_train",
     "conv",
     "conv_transpose",
     "depthwise_chunk",
+    "dimension_numbers",
     "enabled_fast_paths",
     "fast_path_enabled",
     "keep_input",
     "max_pool_tangent",
     "small_input",
     "tiles_output",
+    "transpose_kernel",
     "unfused_conv",
     "use_fast_paths",
     "ynn_convolutions",
@@ -910,7 +913,7 @@ class TransposeGeometry(NamedTuple):
     fwd_low: tuple[int, ...]
     dilation: tuple[int, ...]
     precision: Any
-    groups: int = 1
+    groups: int
 
 
 def transpose_kernel(kernel: Array, groups: int = 1) -> Array:
