@@ -660,7 +660,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="off: CNN_JAX_XLA_DEFAULTS=0, XLA_FLAGS without cnn_jax.xla_defaults' flags",
     )
     parser.add_argument("--models", default=",".join(MODELS), help="comma-separated models")
-    parser.add_argument("--xception-size", type=int, default=10)
+    parser.add_argument(
+        "--xception-size",
+        type=int,
+        default=10,
+        help="height and width of the Xception block's 728-channel input (default 10)",
+    )
     parser.add_argument(
         "--fast-paths",
         default="auto",
