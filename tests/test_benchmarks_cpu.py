@@ -153,8 +153,9 @@ def test_train_step_sets_xla_flags_before_host_memory(monkeypatch):
     benchmark's ``--xla-flags`` and ``--xla-defaults`` must be in the environment first."""
     import os
 
+    # setenv, not delenv: monkeypatch then undoes what main() writes to these variables.
     monkeypatch.setenv("XLA_FLAGS", "")
-    monkeypatch.delenv("CNN_JAX_XLA_DEFAULTS", raising=False)
+    monkeypatch.setenv("CNN_JAX_XLA_DEFAULTS", "1")
     seen = {}
 
     def record(choice):
