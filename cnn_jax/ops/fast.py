@@ -510,7 +510,14 @@ class ConvGeometry(NamedTuple):
 
 
 def dimension_numbers(n: int) -> lax.ConvDimensionNumbers:
-    """Channels-last dimension numbers for ``n`` spatial dimensions (NHWC, HWIO, NHWC)."""
+    """Channels-last dimension numbers for ``n`` spatial dimensions (NHWC, HWIO, NHWC).
+
+    Args:
+      n: the number of spatial dimensions.
+
+    Returns:
+      The ``lax`` dimension numbers of an ``n``-D channels-last convolution.
+    """
     spatial = tuple(range(1, n + 1))
     io = (0, n + 1, *spatial)
     return lax.ConvDimensionNumbers(lhs_spec=io, rhs_spec=(n + 1, n, *range(n)), out_spec=io)
@@ -999,6 +1006,13 @@ def tiles_output(window: Sequence[int], g: TransposeGeometry) -> bool:
     True when the kernel equals the stride, undilated, with no padding (the ``lax``
     padding is then ``k - 1`` on both sides; a high padding cancelled by as much output
     padding counts too).
+
+    Args:
+      window: the kernel's spatial size.
+      g: the transposed convolution's geometry.
+
+    Returns:
+      Whether ``_tiled_conv_transpose`` computes this convolution (with groups 1).
     """
     return all(
         k == s and d == 1 and low == 0 and pad == (k - 1, k - 1)
