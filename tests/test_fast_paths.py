@@ -905,3 +905,30 @@ def test_small_input_low_precision(rng, dtype):
     scale = float(jnp.max(jnp.abs(exact)))
     for y in (fast_y, lax_y):
         assert float(jnp.max(jnp.abs(y.astype(jnp.float32) - exact))) <= tol * scale
+
+
+@pytest.mark.parametrize("dtype", [jnp.int32, jnp.int8])
+def test_integer_convolutions_are_lax(dtype):
+    """The broadcast-product paths add up in float32; integers must keep lax's exact,
+    wrapping sums: 2**24 + 1 survives, and int8 100 * 2 wraps to -56 (not 127)."""
+    big = 2**24 + 1 if dtype == jnp.int32 else 100
+    w = 1 if dtype == jnp.int32 else 2
+    cases = [
+        (jnp.full((1, 4, 1), big, dtype), jnp.full((1, 1, 1), w, dtype), 1),  # small_input
+        (jnp.full((1, 4, 2), big, dtype), jnp.full((1, 1, 2), w, dtype), 2),  # depthwise
+    ]
+    for x, k, groups in cases:
+        with ops.use_fast_paths(False):
+            expected = np.asarray(ops.conv(x, k, groups=groups))
+        for enabled in (True, "auto"):
+            with ops.use_fast_paths(enabled):
+                got = ops.conv(x, k, groups=groups)
+            assert got.dtype == dtype
+            np.testing.assert_array_equal(np.asarray(got), expected)
+        assert expected[0, 0, 0] == (big * w if dtype == jnp.int32 else -56)
+    # The tiled transposed convolution (kernel == stride) is a product in float32 too.
+    y, k = jnp.full((1, 2, 2), big, dtype), jnp.full((2, 3, 2), w, dtype)
+    with ops.use_fast_paths(False):
+        expected = np.asarray(ops.conv_transpose(y, k, strides=2))
+    with ops.use_fast_paths(True):
+        np.testing.assert_array_equal(np.asarray(ops.conv_transpose(y, k, strides=2)), expected)

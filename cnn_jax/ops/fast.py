@@ -69,6 +69,11 @@ forward programs and cheaper derivatives, each path under a name of ``FAST_PATHS
   YNNPACK fusion grown from the max pool or mean that consumes it. Differentiated, the
   program is unchanged.
 
+The fast paths apply to floating-point (and complex) arrays only: integer
+convolutions are ``lax``'s, which adds up in the integers' own type (the broadcast
+products above add up in float32, which would round sums beyond 2**24 and saturate
+instead of wrapping).
+
 Every rule is a ``custom_jvp`` (or plain differentiable code), so forward mode
 (``jax.jvp``, ``jax.jacfwd``), reverse mode and higher derivatives all work, and give
 the same values as ``lax`` (``tests/test_fast_paths.py``). In forward mode the tangents
@@ -871,6 +876,8 @@ _def_bilinear_jvp(_small_input_conv, _lax_conv, _lax_conv)
 def conv(x: Array, w: Array, g: ConvGeometry) -> Array:
     """Convolution with the fast derivatives, or ``lax`` where no fast path applies.
 
+    Integer arrays always take ``lax``'s convolution.
+
     The caller (``cnn_jax.ops.conv``) has checked the arguments, promoted the dtypes and
     applied non-zero padding modes.
 
@@ -882,6 +889,8 @@ def conv(x: Array, w: Array, g: ConvGeometry) -> Array:
     Returns:
       ``(N, *out, C_out)``, equal to ``lax.conv_general_dilated`` with the same arguments.
     """
+    if not jnp.issubdtype(x.dtype, jnp.inexact):
+        return _lax_conv(x, w, g)  # integers: exact sums in their own type
     enabled = enabled_fast_paths()
     c_in = x.shape[-1]
     depthwise = g.groups > 1 and g.groups == c_in and w.shape[-2] == 1
@@ -1043,7 +1052,7 @@ def conv_transpose(y: Array, k: Array, g: TransposeGeometry) -> Array:
     With groups 1: under ``'conv_transpose_tiles'`` and a kernel equal to the stride
     (``tiles_output``), ``_tiled_conv_transpose``; else the ``lax`` zero-dilated
     convolution, with the fast kernel derivative under ``'conv_transpose'``. With more
-    groups, the ``lax`` convolution.
+    groups, or integer arrays, the ``lax`` convolution.
 
     Args:
       y: ``(N, *spatial, C_out)``.
@@ -1053,6 +1062,8 @@ def conv_transpose(y: Array, k: Array, g: TransposeGeometry) -> Array:
     Returns:
       ``(N, *spatial', C_in)``.
     """
+    if not jnp.issubdtype(y.dtype, jnp.inexact):
+        return _lax_conv_transpose(y, k, g)  # integers: exact sums in their own type
     enabled = enabled_fast_paths() if g.groups == 1 else frozenset()
     if "conv_transpose_tiles" in enabled and tiles_output(k.shape[: y.ndim - 2], g):
         return _tiled_conv_transpose(y, k, g)
