@@ -406,8 +406,47 @@ K = jnp.zeros((3, 3, 4, 6))
             ValueError,
             "`bias` must have shape",
         ),
+        (
+            lambda: ops.locally_connected(X, jnp.zeros((6, 6, 0, 3, 4, 2))),
+            ValueError,
+            "`kernel` \\(shape \\(6, 6, 0, 3, 4, 2\\)\\) has an empty window \\(0, 3\\)",
+        ),
+        (
+            lambda: ops.tiled_conv(X, jnp.zeros((2, 2, 3, 0, 4, 2))),
+            ValueError,
+            "`kernels` \\(shape \\(2, 2, 3, 0, 4, 2\\)\\) has an empty window",
+        ),
     ],
 )
 def test_bad_input_raises_clear_errors(call, exc, match):
     with pytest.raises(exc, match=match):
         call()
+
+
+@pytest.mark.parametrize("fast_paths", [True, False])
+@pytest.mark.parametrize("c_in", [2, 8])
+def test_empty_window_and_bad_precision_are_caught_on_every_path(fast_paths, c_in):
+    """The fast paths (broadcast products for <= 3 channels, depthwise) never call lax's
+    convolution, so these two checks must not be left to it."""
+    x = jnp.ones((1, 7, c_in))
+    with ops.use_fast_paths(fast_paths):
+        for call in (
+            lambda: ops.conv(x, jnp.ones((0, c_in, 4)), padding="VALID"),
+            lambda: ops.conv_transpose(jnp.ones((1, 7, 4)), jnp.ones((0, c_in, 4))),
+        ):
+            with pytest.raises(ValueError, match=r"has an empty window \(0,\)"):
+                call()
+        for call in (
+            lambda: ops.conv(x, jnp.ones((3, c_in, 4)), precision="bogus"),
+            lambda: ops.conv(x, jnp.ones((3, 1, c_in)), groups=c_in, precision="bogus"),
+            lambda: ops.conv(x, jnp.ones((3, c_in, 4)), precision=["highest", "bogus"]),
+            lambda: ops.conv_transpose(
+                jnp.ones((1, 4, 4)), jnp.ones((2, c_in, 4)), strides=2, precision="bogus"
+            ),
+        ):
+            with pytest.raises(ValueError, match=r"`precision` \(=.*'bogus'.*\) is not accepted"):
+                call()
+        # Accepted forms still pass.
+        for precision in ("highest", lax.Precision.HIGH, ("high", "highest"), None):
+            y = ops.conv(x, jnp.ones((3, c_in, 4)), padding="VALID", precision=precision)
+            assert y.shape == (1, 5, 4)

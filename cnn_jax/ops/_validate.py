@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import numbers
 from collections.abc import Sequence
 from typing import Any
+
+import jax
+import jax.numpy as jnp
+from jax import lax
 
 
 def is_int(value: Any) -> bool:
@@ -94,3 +99,51 @@ def check_array_rank(x: Any, name: str, expected: int | None, what: str) -> None
         raise ValueError(
             f"`{name}` must have rank {expected} {what}, got shape {tuple(x.shape)} (rank {x.ndim})"
         )
+
+
+def check_window(kernel: Any, name: str, window: Sequence[int]) -> None:
+    """Raises a ``ValueError`` if a window size taken from a kernel's shape is 0.
+
+    Args:
+      kernel: the kernel array (for its shape in the message).
+      name: the kernel argument's name.
+      window: the window sizes, one per spatial dimension.
+
+    Raises:
+      ValueError: if any window size is not positive.
+    """
+    if any(k < 1 for k in window):
+        raise ValueError(
+            f"`{name}` (shape {tuple(kernel.shape)}) has an empty window {tuple(window)}: "
+            "every window size must be positive"
+        )
+
+
+@functools.lru_cache(maxsize=64)
+def _check_hashable_precision(precision: Any) -> None:
+    spec = jax.ShapeDtypeStruct((1, 1), jnp.float32)
+    contract = (((1,), (0,)), ((), ()))
+    jax.eval_shape(lambda a: lax.dot_general(a, a, contract, precision=precision), spec)
+
+
+def check_precision(precision: Any) -> None:
+    """Raises unless ``lax`` accepts ``precision``, also where a fast path ignores it.
+
+    The check is ``lax``'s own (a shape-only trace of a 1x1 product), cached per value.
+
+    Args:
+      precision: a ``lax.PrecisionLike`` value.
+
+    Raises:
+      ValueError: naming ``precision`` and its value, with ``lax``'s list of the
+        accepted forms.
+    """
+    try:
+        try:
+            hash(precision)
+        except TypeError:
+            _check_hashable_precision.__wrapped__(precision)
+        else:
+            _check_hashable_precision(precision)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"`precision` (={precision!r}) is not accepted by lax: {e}") from None

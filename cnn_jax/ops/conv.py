@@ -16,7 +16,14 @@ import numpy as np
 from jax import lax
 
 from cnn_jax.ops import fast
-from cnn_jax.ops._validate import as_tuple, check_array_rank, is_int, spatial_rank
+from cnn_jax.ops._validate import (
+    as_tuple,
+    check_array_rank,
+    check_precision,
+    check_window,
+    is_int,
+    spatial_rank,
+)
 from cnn_jax.ops.padding import PaddingLike, Pairs, effective_kernel_size, resolve_padding
 from cnn_jax.ops.shapes import check_output_padding
 
@@ -156,8 +163,9 @@ def conv(
     Raises:
       TypeError: for arguments of the wrong type.
       ValueError: for wrong ranks, channels that do not match the kernel or
-        ``groups``, non-positive strides/dilations, an unknown padding or padding mode,
-        or a kernel larger than the padded input.
+        ``groups``, non-positive strides/dilations, an empty kernel window, an unknown
+        padding, padding mode or ``precision``, or a kernel larger than the padded
+        input.
     """
     n = spatial_rank(x)
     check_array_rank(
@@ -166,6 +174,8 @@ def conv(
         n + 2,
         f"(*window, C_in / groups, C_out) for {n} spatial dimensions of `x` {tuple(x.shape)}",
     )
+    check_window(kernel, "kernel", kernel.shape[:-2])
+    check_precision(precision)
     c_in = x.shape[-1]
     groups = _check_groups(groups, c_in)
     if kernel.shape[-2] * groups != c_in:
@@ -237,8 +247,8 @@ def conv_transpose(
 
     Raises:
       TypeError, ValueError: for wrong ranks or channels, bad strides/dilation/groups,
-        an ``output_padding`` too large, an unreachable ``output_shape``, or a padding
-        larger than the output.
+        an empty kernel window, an unknown ``precision``, an ``output_padding`` too
+        large, an unreachable ``output_shape``, or a padding larger than the output.
     """
     n = spatial_rank(y, "y")
     check_array_rank(
@@ -247,6 +257,8 @@ def conv_transpose(
         n + 2,
         f"(*window, C_in / groups, C_out) for {n} spatial dimensions of `y` {tuple(y.shape)}",
     )
+    check_window(kernel, "kernel", kernel.shape[:-2])
+    check_precision(precision)
     c_out = kernel.shape[-1]
     if y.shape[-1] != c_out:
         raise ValueError(
@@ -486,7 +498,8 @@ def locally_connected(
       ``(N, *out_spatial, C_out)``.
 
     Raises:
-      ValueError: if the kernel's rank, output grid or input channels do not match.
+      ValueError: if the kernel's rank, output grid or input channels do not match, or
+        its window is empty.
     """
     n = spatial_rank(x)
     check_array_rank(
@@ -496,6 +509,7 @@ def locally_connected(
         f"(*out_spatial, *window, C_in, C_out) for {n} spatial dimensions",
     )
     window = tuple(kernel.shape[n : 2 * n])
+    check_window(kernel, "kernel", window)
     if kernel.shape[-2] != x.shape[-1]:
         raise ValueError(
             f"`kernel` {tuple(kernel.shape)} expects {kernel.shape[-2]} input "
@@ -546,7 +560,8 @@ def tiled_conv(
       ``(N, *out_spatial, C_out)``.
 
     Raises:
-      ValueError: if the kernels' rank or channels do not match ``x``.
+      ValueError: if the kernels' rank or channels do not match ``x``, or their window
+        is empty.
     """
     n = spatial_rank(x)
     check_array_rank(
@@ -554,6 +569,7 @@ def tiled_conv(
     )
     tile = tuple(kernels.shape[:n])
     window = tuple(kernels.shape[n : 2 * n])
+    check_window(kernels, "kernels", window)
     if kernels.shape[-2] != x.shape[-1]:
         raise ValueError(
             f"`kernels` {tuple(kernels.shape)} expect {kernels.shape[-2]} input "
