@@ -289,3 +289,6 @@ def test_receptive_field_errors():
         shapes.receptive_field([dict(stride=2)])
     with pytest.raises(ValueError, match="at least one layer"):
         shapes.receptive_field([])
+    for layer in (dict(kernel=3, stride=2, strides=3), dict(kernel=3, window=3)):
+        with pytest.raises(ValueError, match="gives both"):
+            shapes.receptive_field([layer], in_size=9)

@@ -301,7 +301,8 @@ def receptive_field(
 
     Args:
       layers: one mapping per layer with key ``kernel`` (or ``window``) and optional
-        ``stride``, ``padding``, ``dilation``; ints broadcast over dimensions.
+        ``stride`` (or ``strides``), ``padding``, ``dilation``; ints broadcast over
+        dimensions.
       in_size: the input size(s); needed if a layer uses ``'SAME'`` padding, and gives
         ``out_size`` in the result.
 
@@ -309,8 +310,9 @@ def receptive_field(
       A ``ReceptiveField`` with one entry per spatial dimension.
 
     Raises:
-      ValueError: for a layer without a kernel, an unknown key, or 'SAME' padding
-        without ``in_size``.
+      ValueError: for a layer without a kernel, an unknown key, both ``kernel`` and
+        ``window`` or both ``stride`` and ``strides``, or 'SAME' padding without
+        ``in_size``.
     """
     if not layers:
         raise ValueError("`layers` must hold at least one layer, got an empty sequence")
@@ -328,6 +330,12 @@ def receptive_field(
             )
         if "kernel" not in layer and "window" not in layer:
             raise ValueError(f"`layers[{idx}]` (={dict(layer)!r}) needs a `kernel` or `window`")
+        for a, b in (("kernel", "window"), ("stride", "strides")):
+            if a in layer and b in layer:
+                raise ValueError(
+                    f"`layers[{idx}]` (={dict(layer)!r}) gives both `{a}` and `{b}`: "
+                    "they are the same setting, give one"
+                )
         for key in ("kernel", "window", "stride", "strides", "dilation"):
             n = _num_dims(layer.get(key))
             if n is not None:
