@@ -195,8 +195,8 @@ def test_injected_norm_and_dtype():
 
 
 def test_two_towers_and_normalization_placement():
-    """Grouped conv2/4/5 and per-tower LRN (paper, Section 3.2-3.3); ZFNet normalizes
-    after pooling (Figure 3)."""
+    """Grouped conv2/4/5 and per-tower LRN after conv1 and conv2 (paper, Section 3.2-3.3:
+    each GPU holds half of every layer's maps); ZFNet normalizes after pooling (Figure 3)."""
     shapes = jax.tree.map(lambda v: v.shape, _template(alexnet.AlexNetPaper(), 64)["params"])
     assert shapes["conv2"]["kernel"] == (5, 5, 48, 256)
     assert shapes["conv3"]["kernel"] == (3, 3, 256, 384)
@@ -209,11 +209,15 @@ def test_two_towers_and_normalization_placement():
     model = alexnet.AlexNetPaper(num_classes=10)
     _, f = jax.jit(model.apply)(_random_variables(model, 64), x)
     lrn = local_response_norm
-    np.testing.assert_allclose(f["norm1"], lrn(f["conv1"]), rtol=1e-6)
-    h = f["conv2"]
-    towers = jnp.concatenate([lrn(h[..., :128]), lrn(h[..., 128:])], axis=-1)
-    np.testing.assert_allclose(f["norm2"], towers, rtol=1e-6)
-    assert not np.allclose(f["norm2"], lrn(h), rtol=1e-6)  # the towers matter at 127/128
+    for name, half in (("1", 48), ("2", 128)):  # conv1's 96 maps too are 48 per GPU
+        h = f[f"conv{name}"]
+        towers = jnp.concatenate([lrn(h[..., :half]), lrn(h[..., half:])], axis=-1)
+        np.testing.assert_allclose(f[f"norm{name}"], towers, rtol=1e-6)
+        assert not np.allclose(f[f"norm{name}"], lrn(h), rtol=1e-6)  # the towers matter
+    one = alexnet.AlexNetPaper(num_classes=10, two_tower=False)
+    _, f1 = jax.jit(one.apply)(_random_variables(one, 64), x)
+    for name in ("1", "2"):
+        np.testing.assert_allclose(f1[f"norm{name}"], lrn(f1[f"conv{name}"]), rtol=1e-6)
     np.testing.assert_array_equal(f["pool2"], max_pool(f["norm2"], 3, 2))
 
     zf = alexnet.ZFNet(num_classes=10)

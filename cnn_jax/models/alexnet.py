@@ -227,6 +227,10 @@ class _PaperNet(nn.Module):
     def _layers(self) -> list[tuple[int, int, int, int, int, float, str]]:
         raise NotImplementedError
 
+    def _towers(self) -> int:
+        """How many towers (GPUs) hold the maps: normalization runs within each."""
+        return 1
+
     def _norm(self, h: Array, i: int, groups: int, train: bool) -> Array:
         """The normalization of layer ``i``, within each of ``groups`` towers."""
         if groups == 1:
@@ -271,7 +275,7 @@ class _PaperNet(nn.Module):
             f[f"conv{i}"] = h = self.act(h)
             for step in order:
                 if step == "n" and self.norm is not None:
-                    f[f"norm{i}"] = h = self._norm(h, i, groups, train)
+                    f[f"norm{i}"] = h = self._norm(h, i, self._towers(), train)
                 elif step in "pP":
                     f[f"pool{i}"] = h = ops.max_pool(h, 3, 2, ceil_mode=step == "P")
         h = ops.adaptive_avg_pool(h, 6)
@@ -308,6 +312,12 @@ class AlexNetPaper(_PaperNet):
     hidden_bias: ClassVar[float] = 1.0
 
     two_tower: bool = True
+
+    def _towers(self) -> int:
+        # Every layer's maps are split over the two GPUs, also those of conv1 and conv3,
+        # whose kernels see both towers' inputs (groups 1): their normalization too runs
+        # within each GPU's half.
+        return 2 if self.two_tower else 1
 
     def _layers(self) -> list[tuple[int, int, int, int, int, float, str]]:
         g = 2 if self.two_tower else 1
