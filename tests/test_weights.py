@@ -153,6 +153,21 @@ def test_bfloat16_entries_become_float32(tmp_path):
     assert weights.load_state_dict(tmp_path / "w.pth")["w"].dtype == np.float32
 
 
+def test_bfloat16_arrays_are_saved_as_bfloat16(tmp_path):
+    torch = torch_oracle.torch()
+    w = jnp.asarray([1.0, -2.5, 3.140625, 1e-20, float("inf")], jnp.bfloat16)
+    for name in ("w.pth", "w.safetensors"):
+        weights.save_state_dict({"w": np.asarray(w)}, tmp_path / name)
+    saved = torch.load(tmp_path / "w.pth", weights_only=True)["w"]
+    assert saved.dtype == torch.bfloat16
+    np.testing.assert_array_equal(saved.float().numpy(), np.asarray(w, np.float32))
+    for name in ("w.pth", "w.safetensors"):
+        np.testing.assert_array_equal(
+            weights.load_state_dict(tmp_path / name)["w"].astype(np.float32),
+            np.asarray(w, np.float32),
+        )
+
+
 class _Evil:
     def __init__(self, path):
         self.path = path

@@ -357,6 +357,12 @@ def from_keras(
     ``[gamma, beta, moving_mean, moving_variance]`` (each without the parts the layer
     lacks).
 
+    A depthwise kernel is checked by its window and its number of output maps: Keras'
+    ``(*window, C, multiplier)`` fits our ``(*window, 1, C * multiplier)``. How that
+    number splits into ``C`` and the multiplier is not in a variable tree (it depends on
+    the layer's input), so a file layer with other input channels but the same product
+    is caught by the neighbouring layers' shapes, not by this one's.
+
     Args:
       keras_weights: e.g. from ``cnn_jax.weights.load_keras_weights``.
       variables: the template (see ``from_torch``).

@@ -136,13 +136,23 @@ def load_state_dict(path: PathLike) -> dict[str, np.ndarray]:
     return {str(k): _to_numpy(str(k), v) for k, v in state.items()}
 
 
+def _to_torch(torch: Any, x: np.ndarray) -> Any:
+    # numpy has no bfloat16 of its own (ml_dtypes'), which torch.from_numpy refuses:
+    # pass the bits as int16 and view them as torch's bfloat16, exactly.
+    # A copy: torch warns about (and would share) a read-only array, as from a jax.Array.
+    if x.dtype.name == "bfloat16":
+        return torch.from_numpy(x.view(np.int16).copy()).view(torch.bfloat16)
+    return torch.from_numpy(x.copy())
+
+
 def save_state_dict(state_dict: Mapping[str, np.ndarray], path: PathLike) -> None:
     """Writes ``{name: array}`` as ``.safetensors`` or a PyTorch file (by the suffix).
 
     Args:
       state_dict: the arrays.
       path: the file; ``.safetensors`` needs only ``safetensors``, the PyTorch suffixes
-        (``.pth``, ``.pt``, ``.bin``, ``.ckpt``) need ``torch``.
+        (``.pth``, ``.pt``, ``.bin``, ``.ckpt``) need ``torch``. bfloat16 arrays are
+        written as bfloat16 tensors.
 
     Raises:
       ValueError: for an unknown suffix.
@@ -156,7 +166,7 @@ def save_state_dict(state_dict: Mapping[str, np.ndarray], path: PathLike) -> Non
     elif path.suffix in _TORCH_SUFFIXES:
         import torch
 
-        torch.save({k: torch.from_numpy(v) for k, v in arrays.items()}, path)
+        torch.save({k: _to_torch(torch, v) for k, v in arrays.items()}, path)
     else:
         raise ValueError(
             f"unknown weight file type {path.suffix!r} of {str(path)!r}; expected .safetensors "
