@@ -172,6 +172,8 @@ class _Parallel:
         if self.mode == "jit":
             return jax.device_put(state, self.replicated)
         n = self.local
+        # From the host: a restored state is committed to one device, which pmap refuses.
+        state = jax.device_get(state)
         return jax.tree.map(lambda x: jnp.broadcast_to(x, (n, *jnp.shape(x))), state)
 
     def unreplicate(self, tree: Any) -> Any:
