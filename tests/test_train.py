@@ -117,6 +117,19 @@ def test_train_step_and_eval_step_on_synthetic_batch():
     assert 0 <= float(out["top1"]) <= float(out["top5"]) <= 10
 
 
+def test_only_uint8_inputs_are_rescaled():
+    """Pixels are uint8; token ids (int32) must reach an embedding unscaled."""
+    from cnn_jax.train.steps import as_float_images
+
+    pixels = jnp.asarray([0, 51, 255], jnp.uint8)
+    np.testing.assert_allclose(as_float_images(pixels), [0.0, 0.2, 1.0], rtol=1e-6)
+    assert as_float_images(pixels).dtype == jnp.float32
+    tokens = jnp.asarray([0, 17776, 3], jnp.int32)
+    assert as_float_images(tokens) is tokens
+    floats = jnp.asarray([-0.4, 2.8])
+    assert as_float_images(floats) is floats
+
+
 # --- the loop --------------------------------------------------------------------------
 
 
@@ -241,6 +254,15 @@ def test_a_blown_up_update_never_becomes_the_last_good_checkpoint(tmp_path):
             r"schedule is not finite in float32 at step",
         ),
         ({"augment": (("flipp", {}),)}, r"unknown augmentation"),
+        (
+            {"augment": ("color_jitter",), "normalization": "standardize"},
+            r"entry 'color_jitter' clips images to \[0, 1\], but `config.normalization` "
+            r"\(='standardize'\)",
+        ),
+        (
+            {"augment": (("noise", {"clip": (0, 1)}),), "normalization": "channel_mean"},
+            r"entry 'noise' clips images",
+        ),
     ],
 )
 def test_bad_configs_fail_at_start(overrides, match, tmp_path):

@@ -355,6 +355,18 @@ def _augment_ops(config: ConfigDict) -> tuple[tuple[str, dict[str, Any]], ...]:
     for item in config.get("augment", ()) or ():
         name, kwargs = (item, {}) if isinstance(item, str) else (item[0], dict(item[1]))
         data_lib.get_augmentation(name, **kwargs)  # raises for unknown names/arguments
+        norm = config.get("normalization")
+        unit_range = name == "color_jitter" or (
+            name in ("gaussian_noise", "noise") and kwargs.get("clip") is not None
+        )
+        if unit_range and norm is not None:
+            # The host normalizes before the device augments: clipping to [0, 1] there
+            # would flatten every normalized image.
+            raise ValueError(
+                f"`config.augment` entry {name!r} clips images to [0, 1], but "
+                f"`config.normalization` (={norm!r}) normalizes them before the "
+                "augmentations run; use normalization=None with it"
+            )
         ops.append((name, kwargs))
     return tuple(ops)
 

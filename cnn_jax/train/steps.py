@@ -37,8 +37,18 @@ def cross_entropy(logits: Array, labels: Array, label_smoothing: float = 0.0) ->
 
 
 def as_float_images(images: Array) -> Array:
-    """Integer images (uint8) to float32 in [0, 1]; float inputs are returned unchanged."""
-    if jnp.issubdtype(images.dtype, jnp.integer):
+    """uint8 images to float32 in [0, 1]; other inputs are returned unchanged.
+
+    Only uint8 is taken for pixels: other integer inputs (``tokens``, int32 ids) reach
+    the model as they are.
+
+    Args:
+      images: the model's input batch.
+
+    Returns:
+      ``images / 255`` in float32 for uint8, else ``images``.
+    """
+    if images.dtype == jnp.uint8:
         return images.astype(jnp.float32) / 255.0
     return images
 
