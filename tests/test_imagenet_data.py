@@ -63,6 +63,12 @@ def test_eval_pads_with_a_mask(fake_imagenet):
     assert sorted(labels.tolist()) == [0] * 3 + [1] * 3 + [2] * 3
 
 
+@pytest.mark.parametrize("norm", ["channel_mean", "mean_image"])
+def test_train_set_means_need_images_in_memory(fake_imagenet, norm):
+    with pytest.raises(ValueError, match=rf"`config.normalization` \(='{norm}'\) needs"):
+        input_pipeline(_config(fake_imagenet, normalization=norm), "test", rng_seed=0)
+
+
 def test_random_resized_crop():
     image = Image.fromarray(np.arange(60 * 80 * 3, dtype=np.uint8).reshape(60, 80, 3))
     a = random_resized_crop(image, 16, np.random.default_rng(1))

@@ -214,6 +214,12 @@ def _cfg(config: Any, key: str, default: Any = None) -> Any:
 
 
 def _statistic(kind: str, images: np.ndarray, pad_to: int | None) -> np.ndarray:
+    if not isinstance(images, np.ndarray):  # e.g. imagenet2012's lazily decoded files
+        raise ValueError(
+            f"`config.normalization` (={kind!r}) needs the training images in memory to "
+            f"average them, but this data set decodes them lazily "
+            f"({type(images).__name__}); use 'standardize' (per-channel constants)"
+        )
     if pad_to is not None:
         images = preprocess.pad_images(images, pad_to)
     out = (
