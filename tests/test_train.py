@@ -248,6 +248,7 @@ def test_a_blown_up_update_never_becomes_the_last_good_checkpoint(tmp_path):
         ({"optim.schedule": "linear"}, r"`optim.schedule` \(='linear'\)"),
         ({"optim.learning_rate": -1.0}, r"`optim.learning_rate` \(=-1.0\) must be positive"),
         ({"num_train_steps": 0}, r"`config.num_train_steps` \(=0\) must be a positive int"),
+        ({"num_epochs": 1}, r"set one of `config.num_epochs` \(=1\) and `config.num_train_steps`"),
         ({"eval_every_steps": -3}, r"`config.eval_every_steps` \(=-3\)"),
         (
             {"optim.schedule": "step", "optim.milestones": (0.001,), "optim.decay_factor": 1e50},

@@ -134,6 +134,12 @@ def validate_config(config: ConfigDict) -> None:
             )
     if config.get("num_train_steps") is None and config.get("num_epochs") is None:
         raise ValueError("set `config.num_epochs` or `config.num_train_steps`")
+    if config.get("num_train_steps") is not None and config.get("num_epochs") is not None:
+        raise ValueError(
+            f"set one of `config.num_epochs` (={config.num_epochs!r}) and "
+            f"`config.num_train_steps` (={config.num_train_steps!r}), not both: the run "
+            "length would be ambiguous (set the other to None)"
+        )
 
 
 class _Preemption:
