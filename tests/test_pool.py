@@ -579,6 +579,47 @@ def test_adaptive_and_maxout_gradients(rng):
         check_grads_jit(fn, (x,), order=1, eps=1e-2)
 
 
+def test_max_family_with_an_empty_batch_or_no_channels():
+    """As PyTorch: empty results, empty gradients (the reshapes must not infer -1)."""
+    for shape in ((0, 4, 4, 3), (2, 4, 4, 0)):
+        x = jnp.zeros(shape)
+        values, indices = pool.max_pool_with_indices(x, 2)
+        assert values.shape == indices.shape == (shape[0], 2, 2, shape[3])
+        assert jax.grad(lambda v: pool.max_pool(v, 2).sum())(x).shape == shape
+        assert pool.max_unpool(values, indices, (4, 4)).shape == shape
+        assert pool.global_max_pool(x).shape == (shape[0], shape[3])
+
+
+def test_max_gradients_go_to_the_first_maximum_as_pytorch():
+    """Ties (and bins padded with -inf) route the whole gradient to the first maximum
+    in row-major order, as torch's adaptive_max_pool and max_pool (jnp.max splits it)."""
+    grad = lambda f, x: np.asarray(jax.grad(lambda v: f(v[None, ..., None]).sum())(x))  # noqa: E731
+    ones = jnp.ones(4)
+    for f in (lambda v: pool.adaptive_max_pool(v, 1), pool.global_max_pool):
+        np.testing.assert_array_equal(grad(f, ones), [1, 0, 0, 0])
+    for x in (jnp.full(5, 2.0), jnp.full(5, -jnp.inf)):  # 5 -> 3 bins: [0,2) [1,4) [3,5)
+        np.testing.assert_array_equal(
+            grad(lambda v: pool.adaptive_max_pool(v, 3), x), [1, 1, 0, 1, 0]
+        )
+    x = jnp.asarray([[1.0, 3.0], [3.0, 2.0]])  # row-major first: (0, 1), not (1, 0)
+    for f in (lambda v: pool.adaptive_max_pool(v, 1), pool.global_max_pool):
+        np.testing.assert_array_equal(grad(f, x), [[0, 1], [0, 0]])
+
+
+@pytest.mark.parametrize(
+    "shape, output_size", [((5, 7), (3, 4)), ((6, 6), (4, 4)), ((7, 5), (2, 3))]
+)
+def test_adaptive_max_gradients_with_ties_match_torch(shape, output_size, rng):
+    torch = torch_or_skip()
+    x = rng.integers(0, 3, shape).astype(np.float32)  # many ties, overlapping bins
+    t = torch.tensor(x)[None, None].requires_grad_()
+    torch.nn.functional.adaptive_max_pool2d(t, output_size).sum().backward()
+    g = jax.grad(lambda v: pool.adaptive_max_pool(v[None, ..., None], output_size).sum())(
+        jnp.asarray(x)
+    )
+    np.testing.assert_array_equal(np.asarray(g), t.grad[0, 0].numpy())
+
+
 def test_max_unpool_gradients(rng):
     x = distinct(rng, (2, 6, 7, 3))
     values, indices = pool.max_pool_with_indices(x, 2)  # disjoint windows: unique indices
@@ -775,8 +816,24 @@ def test_other_argument_errors():
         pool.adaptive_avg_pool(x, 0)
     with pytest.raises(ValueError, match=r"`output_size` \(=\(2, 2, 2\)\) must have one entry"):
         pool.adaptive_max_pool(x, (2, 2, 2))
-    with pytest.raises(ValueError, match="empty spatial dimension"):
-        pool.adaptive_max_pool(np.zeros((1, 0, 3, 1), np.float32), 2)
+    for fn in (
+        lambda v: pool.adaptive_max_pool(v, 2),
+        pool.global_max_pool,
+        pool.global_avg_pool,
+    ):
+        with pytest.raises(ValueError, match=r"`x` \(shape \(1, 0, 3, 1\)\) has an empty spatial"):
+            fn(np.zeros((1, 0, 3, 1), np.float32))
+    with pytest.raises(TypeError, match=r"`rng` must be a jax\.random key, got 5"):
+        pool.stochastic_pool(x, 2, rng=5, train=True)
+    z = jnp.zeros((1, 4, 4, 2), jnp.complex64)
+    for fn in (
+        lambda v: pool.max_pool(v, 2),
+        lambda v: pool.max_pool_with_indices(v, 2),
+        lambda v: pool.adaptive_max_pool(v, 2),
+        pool.global_max_pool,
+    ):
+        with pytest.raises(TypeError, match="complex dtype complex64; max pooling needs real"):
+            fn(z)
     with pytest.raises(
         ValueError,
         match=r"`num_pieces` \(=3\) must divide the number of "

@@ -159,6 +159,8 @@ def _check_windows_see_input(g: _Geometry, padding: PaddingLike) -> None:
 
 def _lowest(dtype: Any) -> Any:
     """The identity of ``max`` in ``dtype``: -inf, the smallest int, or False."""
+    if jnp.issubdtype(dtype, jnp.complexfloating):
+        raise TypeError(f"`x` has complex dtype {dtype}; max pooling needs real values")
     if jnp.issubdtype(dtype, jnp.inexact):
         return np.array(-np.inf, dtype)
     if jnp.issubdtype(dtype, jnp.integer):
@@ -275,6 +277,7 @@ def max_pool(
     g = _geometry(x, window, strides, padding, dilation, ceil_mode)
     _check_windows_see_input(g, padding)
     x = jnp.asarray(x)
+    _lowest(x.dtype)  # dtype check
     if not jnp.issubdtype(x.dtype, jnp.inexact):  # not differentiable
         return _max_values(x, g=g)
     use_fast = fast.fast_path_enabled("max_pool") and fast.max_pool_fast_applies(g, x.shape[-1])
@@ -483,8 +486,9 @@ def _max_indices(x: Array, g: _Geometry) -> tuple[Array, Array]:
 def _gather_max(x: Array, indices: Array) -> Array:
     """``x`` at the flat spatial ``indices`` of every (sample, channel): differentiable."""
     n, c = x.shape[0], x.shape[-1]
-    flat = x.reshape(n, -1, c)
-    vals = jnp.take_along_axis(flat, indices.reshape(n, -1, c), axis=1, mode="clip")
+    flat = x.reshape(n, math.prod(x.shape[1:-1]), c)  # explicit sizes: n or c may be 0
+    idx = indices.reshape(n, math.prod(indices.shape[1:-1]), c)
+    vals = jnp.take_along_axis(flat, idx, axis=1, mode="clip")
     return vals.reshape(indices.shape)
 
 
@@ -594,12 +598,13 @@ def max_unpool(values: Array, indices: Array, output_shape: IntOrSeq) -> Array:
 def _max_unpool(values: Array, indices: Array, out_shape: tuple[int, ...]) -> Array:
     batch, chans = values.shape[0], values.shape[-1]
     size = math.prod(out_shape)
-    idx = indices.reshape(batch, -1, chans)
+    cells = math.prod(values.shape[1:-1])  # explicit sizes: batch or chans may be 0
+    idx = indices.reshape(batch, cells, chans)
     b = jnp.arange(batch).reshape(batch, 1, 1)
     c = jnp.arange(chans).reshape(1, 1, chans)
     out = jnp.zeros((batch, size, chans), values.dtype)
     out = out.at[b, idx, c].set(
-        values.reshape(batch, -1, chans), mode="drop", wrap_negative_indices=False
+        values.reshape(batch, cells, chans), mode="drop", wrap_negative_indices=False
     )
     return out.reshape(batch, *out_shape, chans)
 
@@ -618,10 +623,12 @@ def global_avg_pool(x: Array, keepdims: bool = False) -> Array:
       ``(N, C)``, or ``(N, 1, ..., 1, C)`` with ``keepdims``.
 
     Raises:
-      TypeError, ValueError: for a wrong type or rank, or a non-bool ``keepdims``.
+      TypeError, ValueError: for a wrong type or rank, an empty spatial dimension, or a
+        non-bool ``keepdims``.
     """
     n = spatial_rank(x)
     keepdims = _check_bool(keepdims, "keepdims")
+    _check_spatial_not_empty(x)
     x = _as_float(x)
     axes = tuple(range(1, n + 1))
     return jnp.mean(x, axis=axes, keepdims=keepdims, dtype=_accumulator(x.dtype)).astype(x.dtype)
@@ -635,15 +642,36 @@ def global_max_pool(x: Array, keepdims: bool = False) -> Array:
       keepdims: keep the spatial dimensions with size 1.
 
     Returns:
-      ``(N, C)``, or ``(N, 1, ..., 1, C)`` with ``keepdims``.
+      ``(N, C)``, or ``(N, 1, ..., 1, C)`` with ``keepdims``. The gradient goes to the
+      first maximum in row-major order, as PyTorch's (and ``max_pool``'s).
 
     Raises:
-      TypeError, ValueError: for a wrong type or rank, or a non-bool ``keepdims``.
+      TypeError, ValueError: for a wrong type or rank, a complex dtype, an empty
+        spatial dimension, or a non-bool ``keepdims``.
     """
     n = spatial_rank(x)
     keepdims = _check_bool(keepdims, "keepdims")
+    _check_spatial_not_empty(x)
     x = jnp.asarray(x)
-    return jnp.max(x, axis=tuple(range(1, n + 1)), keepdims=keepdims)
+    _lowest(x.dtype)  # dtype check
+    flat = x.reshape(x.shape[0], math.prod(x.shape[1:-1]), x.shape[-1])
+    out = _first_max(flat, axis=1)
+    return out.reshape(x.shape[0], *(1,) * n, x.shape[-1]) if keepdims else out
+
+
+def _check_spatial_not_empty(x: Array) -> None:
+    if any(v == 0 for v in x.shape[1:-1]):
+        raise ValueError(f"`x` (shape {tuple(x.shape)}) has an empty spatial dimension")
+
+
+def _first_max(y: Array, axis: int) -> Array:
+    """``max`` over ``axis``, its derivative going to the first maximum only.
+
+    That is PyTorch's rule; ``jnp.max`` splits the derivative among ties. NaN wins, as
+    in ``jnp.max``.
+    """
+    idx = jnp.argmax(y, axis=axis, keepdims=True)
+    return jnp.squeeze(jnp.take_along_axis(y, idx, axis=axis), axis)
 
 
 def adaptive_bins(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -675,8 +703,7 @@ def _adaptive_shape(x: Array, output_size: Any) -> tuple[int, tuple[int, ...]]:
     else:
         sizes = output_size
     out = as_tuple(sizes, n, "output_size")
-    if any(v == 0 for v in spatial):
-        raise ValueError(f"`x` (shape {tuple(x.shape)}) has an empty spatial dimension")
+    _check_spatial_not_empty(x)
     return n, out
 
 
@@ -686,9 +713,12 @@ def _adaptive(x: Array, out_shape: tuple[int, ...], kind: str) -> Array:
 
     The bins of every output cell are a product of per-dimension bins, so the mean
     (max) over a cell's bin is the mean (max) over one dimension of the mean (max) over
-    the others.
+    the others. The max takes the last dimension first, each time the first maximum
+    (``_first_max``): the derivative then goes to the bin's first maximum in row-major
+    order, PyTorch's cell; padded-out slots come after the bin's cells and never win.
     """
-    for dim, out in enumerate(out_shape):
+    dims = list(enumerate(out_shape))
+    for dim, out in reversed(dims) if kind == "max" else dims:
         axis = dim + 1
         size = x.shape[axis]
         if size == out:
@@ -696,7 +726,7 @@ def _adaptive(x: Array, out_shape: tuple[int, ...], kind: str) -> Array:
         if size % out == 0:  # equal, disjoint bins: a reshape
             k = size // out
             y = x.reshape(*x.shape[:axis], out, k, *x.shape[axis + 1 :])
-            x = jnp.mean(y, axis=axis + 1) if kind == "avg" else jnp.max(y, axis=axis + 1)
+            x = jnp.mean(y, axis=axis + 1) if kind == "avg" else _first_max(y, axis + 1)
             continue
         starts, ends = adaptive_bins(size, out)
         length = int((ends - starts).max())
@@ -711,7 +741,7 @@ def _adaptive(x: Array, out_shape: tuple[int, ...], kind: str) -> Array:
             total = jnp.sum(jnp.where(mask, y, 0), axis=axis + 1)
             x = total / counts.astype(total.dtype)
         else:
-            x = jnp.max(jnp.where(mask, y, _lowest(y.dtype)), axis=axis + 1)
+            x = _first_max(jnp.where(mask, y, _lowest(y.dtype)), axis + 1)
     return x
 
 
@@ -809,6 +839,11 @@ def stochastic_pool(
     g = _geometry(x, window, strides, padding, dilation, ceil_mode)
     if train and rng is None:
         raise ValueError("`rng` (=None) must be a jax.random key when `train` is True")
+    if train and not (
+        isinstance(rng, jax.Array)
+        and (jnp.issubdtype(rng.dtype, jax.dtypes.prng_key) or rng.dtype == jnp.uint32)
+    ):
+        raise TypeError(f"`rng` must be a jax.random key, got {rng!r}")
     x = _as_float(x)
     if not train:
         return _stochastic_eval(x, g=g)
