@@ -664,14 +664,29 @@ def _check_spatial_not_empty(x: Array) -> None:
         raise ValueError(f"`x` (shape {tuple(x.shape)}) has an empty spatial dimension")
 
 
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
 def _first_max(y: Array, axis: int) -> Array:
-    """``max`` over ``axis``, its derivative going to the first maximum only.
+    """``jnp.max`` over ``axis``, its derivative going to one maximum only, as PyTorch's.
 
-    That is PyTorch's rule; ``jnp.max`` splits the derivative among ties. NaN wins, as
-    in ``jnp.max``.
+    That is the first maximum, or the last NaN where there is one (PyTorch's scan keeps
+    ``val > max or isnan(val)``); ``jnp.max``'s own derivative splits it among ties.
+    The cell is found with two reductions (no ``argmax``, several times slower on
+    XLA:CPU).
     """
-    idx = jnp.argmax(y, axis=axis, keepdims=True)
-    return jnp.squeeze(jnp.take_along_axis(y, idx, axis=axis), axis)
+    return jnp.max(y, axis=axis)
+
+
+@_first_max.defjvp
+def _first_max_jvp(axis: int, primals: tuple[Array], tangents: tuple[Array]):
+    (y,), (t,) = primals, tangents
+    m = jnp.max(y, axis=axis, keepdims=True)
+    iota = lax.broadcasted_iota(jnp.int32, y.shape, axis % y.ndim)
+    idx = jnp.min(jnp.where(y == m, iota, y.shape[axis]), axis=axis, keepdims=True)
+    if jnp.issubdtype(y.dtype, jnp.inexact):
+        last_nan = jnp.max(jnp.where(jnp.isnan(y), iota, -1), axis=axis, keepdims=True)
+        idx = jnp.where(last_nan >= 0, last_nan, idx)
+    tangent = jnp.sum(jnp.where(iota == idx, t, jnp.zeros_like(t)), axis=axis)
+    return jnp.squeeze(m, axis), tangent
 
 
 def adaptive_bins(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray]:
