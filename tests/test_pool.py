@@ -601,6 +601,9 @@ def test_max_gradients_go_to_the_first_maximum_as_pytorch():
         np.testing.assert_array_equal(
             grad(lambda v: pool.adaptive_max_pool(v, 3), x), [1, 1, 0, 1, 0]
         )
+    x = jnp.asarray([1.0, jnp.nan, 3.0, jnp.nan, 2.0])  # PyTorch: the last NaN
+    for f in (lambda v: pool.adaptive_max_pool(v, 1), pool.global_max_pool):
+        np.testing.assert_array_equal(grad(f, x), [0, 0, 0, 1, 0])
     x = jnp.asarray([[1.0, 3.0], [3.0, 2.0]])  # row-major first: (0, 1), not (1, 0)
     for f in (lambda v: pool.adaptive_max_pool(v, 1), pool.global_max_pool):
         np.testing.assert_array_equal(grad(f, x), [[0, 1], [0, 0]])
