@@ -180,8 +180,11 @@ def test_injected_norm_and_dtype():
     assert sorted(v["batch_stats"]) == [f"norm{i}" for i in range(1, 6)]
     assert upd["batch_stats"]["norm2"]["mean"].shape == (192,)
     v, _, _ = run(alexnet.AlexNetPaper(norm=BatchNorm, num_classes=10))
-    assert sorted(v["batch_stats"]) == ["norm1", "norm2_0", "norm2_1"]
+    assert sorted(v["batch_stats"]) == ["norm1_0", "norm1_1", "norm2_0", "norm2_1"]
+    assert v["params"]["norm1_1"]["scale"].shape == (48,)  # each GPU's half of conv1
     assert v["params"]["norm2_1"]["scale"].shape == (128,)
+    v, _, _ = run(alexnet.AlexNetPaper(norm=BatchNorm, num_classes=10, two_tower=False))
+    assert sorted(v["batch_stats"]) == ["norm1", "norm2"]
     assert "batch_stats" not in run(alexnet.ZFNet(norm=None))[0]
 
     for model, size in [
