@@ -647,3 +647,15 @@ def test_safe_extract_rejects_escape_through_existing_symlink(tmp_path):
 def test_safe_extract_missing_archive(tmp_path):
     with pytest.raises(FileNotFoundError, match="tar_path"):
         safe_extract(tmp_path / "nope.tar.gz", tmp_path / "out")
+
+
+def test_which_augmentations_need_images_in_the_unit_range():
+    from cnn_jax.data import needs_unit_range
+
+    assert needs_unit_range("color_jitter", brightness=0.2)
+    assert needs_unit_range("noise", clip=(0, 1)) and needs_unit_range(
+        "gaussian_noise", clip=(0, 1)
+    )
+    assert not needs_unit_range("gaussian_noise", std=0.1)
+    for name in ("flip", "random_crop", "cutout", "rot90"):
+        assert not needs_unit_range(name)

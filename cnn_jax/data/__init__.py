@@ -15,7 +15,12 @@
 
 from cnn_jax.data import augmentations, preprocess, text
 from cnn_jax.data.archive import UnsafeArchiveError, iter_archive_files, safe_extract
-from cnn_jax.data.augmentations import augment, augmentation_names, get_augmentation
+from cnn_jax.data.augmentations import (
+    augment,
+    augmentation_names,
+    get_augmentation,
+    needs_unit_range,
+)
 from cnn_jax.data.datasets import (
     DATASETS,
     DatasetInfo,
@@ -67,6 +72,7 @@ __all__ = [
     "load_dataset",
     "load_vocabulary",
     "mean_image",
+    "needs_unit_range",
     "normalize",
     "pad_images",
     "prefetch_to_device",

@@ -940,6 +940,23 @@ def get_augmentation(name: str, **kwargs: Any) -> Callable[[Array, Array], Array
     return functools.partial(fn, **kwargs)
 
 
+def needs_unit_range(name: str, **kwargs: Any) -> bool:
+    """Whether an augmentation assumes images in ``[0, 1]`` and clips its result to it.
+
+    ``color_jitter`` does, and ``gaussian_noise`` when given a ``clip``: applied to
+    normalized images, they would flatten them.
+
+    Args:
+      name: an augmentation name or alias.
+      **kwargs: its keyword arguments.
+
+    Returns:
+      True for the ops above.
+    """
+    key = _ALIASES.get(name, name)
+    return key == "color_jitter" or (key == "gaussian_noise" and kwargs.get("clip") is not None)
+
+
 def augment(
     batch: Array,
     rng: Array,

@@ -362,10 +362,7 @@ def _augment_ops(config: ConfigDict) -> tuple[tuple[str, dict[str, Any]], ...]:
         name, kwargs = (item, {}) if isinstance(item, str) else (item[0], dict(item[1]))
         data_lib.get_augmentation(name, **kwargs)  # raises for unknown names/arguments
         norm = config.get("normalization")
-        unit_range = name == "color_jitter" or (
-            name in ("gaussian_noise", "noise") and kwargs.get("clip") is not None
-        )
-        if unit_range and norm is not None:
+        if norm is not None and data_lib.needs_unit_range(name, **kwargs):
             # The host normalizes before the device augments: clipping to [0, 1] there
             # would flatten every normalized image.
             raise ValueError(
