@@ -37,7 +37,7 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 
 def main(argv: list[str]) -> None:
-    """Sets up the process (host memory, TensorFlow), joins the other hosts and trains."""
+    """Sets up the process (host memory, XLA flags, TensorFlow), joins the hosts, trains."""
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     if FLAGS.host_memory != "default":  # before TensorFlow or JAX start their threads
@@ -56,9 +56,10 @@ def main(argv: list[str]) -> None:
         tf.config.set_visible_devices([], "GPU")
     except ImportError:
         pass
-    import jax
+    import cnn_jax
 
-    import cnn_jax  # noqa: F401  (its default XLA flags, before any backend starts)
+    cnn_jax.apply_xla_cpu_defaults()  # process-wide XLA:CPU flags, before any backend starts
+    import jax
 
     if FLAGS.coordinator_address or FLAGS.distributed:
         jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)

@@ -2,7 +2,8 @@
 and JAX's classic random-bits scheme (its kernels compile faster on the CPU).
 
 ``--xla_force_host_platform_device_count`` must be set before JAX initialises its
-backends, hence here, before anything imports jax.
+backends, hence here, before anything imports jax; the suite then makes the same explicit
+``cnn_jax.apply_xla_cpu_defaults()`` call as the launcher (importing cnn_jax sets nothing).
 """
 
 import os
@@ -24,10 +25,13 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # library works with either; only the random numbers for a given key differ.
 os.environ.setdefault("JAX_THREEFRY_PARTITIONABLE", "0")
 
+import cnn_jax  # noqa: E402
+
+# The suite runs with the XLA:CPU flags that the launcher applies (before any backend).
+cnn_jax.apply_xla_cpu_defaults()
+
 import jax  # noqa: E402
 import pytest  # noqa: E402
-
-import cnn_jax  # noqa: E402, F401  (its default XLA flags, before any backend exists)
 
 jax.config.update("jax_enable_x64", False)
 
