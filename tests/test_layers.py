@@ -119,6 +119,28 @@ def test_unshared_kernels_have_the_scale_of_a_conv_kernel():
     assert not np.allclose(lc["kernel"][0, 0], lc["kernel"][0, 1])
 
 
+@pytest.mark.parametrize("kernel_size,c_in,features", [(3, 128, 5), ((3, 3), 16, 8)])
+def test_conv_transpose_default_init_std_uses_the_forward_fan_in(kernel_size, c_in, features):
+    """The documented scale: ``1 / sqrt(prod(window) * features)``, not flax's ``* C_in``."""
+    import flax.linen as nn
+
+    window = (kernel_size,) if isinstance(kernel_size, int) else kernel_size
+    x = jnp.zeros((1, *(8,) * len(window), c_in))
+    kernel = layers.ConvTranspose(features, kernel_size).init(KEY, x)["params"]["kernel"]
+    assert kernel.shape == (*window, features, c_in)  # the forward layout
+    ours = 1 / np.sqrt(np.prod(window) * features)
+    flax_std = 1 / np.sqrt(np.prod(window) * c_in)
+    assert np.isclose(np.std(kernel), ours, rtol=0.05)
+    flax_kernel = nn.ConvTranspose(features, window).init(KEY, x)["params"]["kernel"]
+    assert np.isclose(np.std(flax_kernel), flax_std, rtol=0.05)
+    if kernel_size == 3:  # the numbers of ConvTranspose's docstring
+        assert round(ours, 3) == 0.258 and round(flax_std, 3) == 0.051
+    # The documented way to get flax's scale: lecun_normal over this layout's fan-out.
+    init = initializers.get_initializer("lecun_normal", mode="fan_out")
+    kernel = layers.ConvTranspose(features, kernel_size, kernel_init=init).init(KEY, x)
+    assert np.isclose(np.std(kernel["params"]["kernel"]), flax_std, rtol=0.05)
+
+
 def test_mixed_precision(rng):
     x = _x(rng, 2, 8, 8, 3)
     m = layers.Conv(4, 3, dtype=jnp.bfloat16, param_dtype=jnp.float32)

@@ -366,6 +366,57 @@ def test_batch_norm_shard_map_equals_whole_batch(rng):
         np.testing.assert_allclose(v["batch_stats"][k], v_ref["batch_stats"][k], rtol=1e-5)
 
 
+@pytest.mark.parametrize("fast", [False, True])
+def test_batch_norm_tuple_of_axis_names_nested_vmap(rng, fast):
+    """``axis_name=('a', 'b')`` reduces over both mapped axes: the whole batch's statistics."""
+    x = rng.normal(0.5, 2.0, (2, 3, 4, 3, 3, 5)).astype(np.float32)  # (a, b, n, H, W, C)
+    variables = random_variables(rng, 5)
+    y_ref, v_ref = train_step(BatchNorm(), variables, x.reshape(-1, 3, 3, 5))
+
+    def mapped(model):
+        step = functools.partial(train_step, model)
+        inner = jax.vmap(step, in_axes=(None, 0), axis_name="b")
+        return jax.jit(jax.vmap(inner, in_axes=(None, 0), axis_name="a"))
+
+    y, v = mapped(BatchNorm(axis_name=("a", "b"), fast_variance=fast))(variables, x)
+    np.testing.assert_allclose(np.asarray(y).reshape(y_ref.shape), y_ref, rtol=1e-5, atol=1e-5)
+    for k in ("mean", "var"):
+        stats = np.asarray(v["batch_stats"][k])
+        assert stats.shape == (2, 3, 5)
+        np.testing.assert_allclose(
+            stats, np.broadcast_to(v_ref["batch_stats"][k], stats.shape), rtol=1e-5, atol=1e-6
+        )
+    # One of the two names: statistics over `b` only, i.e. per slice along `a`.
+    y_b, v_b = mapped(BatchNorm(axis_name="b"))(variables, x)
+    for a in range(2):
+        y_a, v_a = train_step(BatchNorm(), variables, x[a].reshape(-1, 3, 3, 5))
+        np.testing.assert_allclose(np.asarray(y_b[a]).reshape(y_a.shape), y_a, atol=1e-5)
+        np.testing.assert_allclose(v_b["batch_stats"]["var"][a, 0], v_a["batch_stats"]["var"])
+    assert not np.allclose(np.asarray(y_b).reshape(y_ref.shape), y_ref, atol=1e-3)
+
+
+def test_batch_norm_tuple_of_axis_names_shard_map_2d_mesh(rng):
+    mesh = Mesh(np.array(jax.devices()).reshape(2, NUM_CPU_DEVICES // 2), ("hosts", "devices"))
+    x = rng.normal(size=(NUM_CPU_DEVICES * 2, 3, 3, 4)).astype(np.float32)
+    variables = random_variables(rng, 4)
+    y_ref, v_ref = train_step(BatchNorm(), variables, x)
+    step = jax.shard_map(
+        functools.partial(train_step, BatchNorm(axis_name=("hosts", "devices"))),
+        mesh=mesh,
+        in_specs=(P(), P(("hosts", "devices"))),
+        out_specs=(P(("hosts", "devices")), P()),
+    )
+    y, v = jax.jit(step)(variables, x)
+    np.testing.assert_allclose(y, y_ref, rtol=1e-5, atol=1e-5)
+    for k in ("mean", "var"):
+        np.testing.assert_allclose(v["batch_stats"][k], v_ref["batch_stats"][k], rtol=1e-5)
+
+
+def test_batch_norm_axis_name_list_is_a_type_error():
+    with pytest.raises(TypeError, match=r"`axis_name` \(=\['a', 'b'\]\).*tuple"):
+        BatchNorm(axis_name=["a", "b"])
+
+
 @pytest.mark.parametrize("explicit", [False, True])
 def test_batch_norm_jit_with_sharded_batch_equals_one_device(rng, explicit):
     if explicit:

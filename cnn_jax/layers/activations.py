@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import numbers
 from collections.abc import Callable
 from typing import Any
 
@@ -32,8 +31,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from cnn_jax.ops._validate import check_array_rank, is_int
-from cnn_jax.ops.pool import maxout
+from cnn_jax.layers._checks import check_axis, check_int, check_positive_int, check_real
+from cnn_jax.ops import maxout
 
 __all__ = [
     "GatedActivation",
@@ -72,23 +71,6 @@ def swish(x: Array, beta: float = 1.0) -> Array:
     return x * jax.nn.sigmoid(beta * x)
 
 
-def _check_axis(x: Array, axis: Any, name: str = "x") -> int:
-    check_array_rank(x, name, None, "")
-    if not is_int(axis):
-        raise TypeError(f"`axis` must be an int, got {axis!r}")
-    if not -x.ndim <= axis < x.ndim:
-        raise ValueError(f"`axis` (={axis}) is out of range for `{name}` of rank {x.ndim}")
-    return int(axis) % x.ndim
-
-
-def _check_num_pieces(num_pieces: Any) -> int:
-    if not is_int(num_pieces):
-        raise TypeError(f"`num_pieces` must be an int, got {num_pieces!r}")
-    if num_pieces < 1:
-        raise ValueError(f"`num_pieces` (={num_pieces}) must be positive")
-    return int(num_pieces)
-
-
 def gated_activation(filter: Array, gate: Array) -> Array:
     """WaveNet's gated activation unit, ``tanh(filter) * sigmoid(gate)``.
 
@@ -121,7 +103,7 @@ def gated_tanh(x: Array, axis: int = -1) -> Array:
     Raises:
       ValueError: if ``x.shape[axis]`` is odd or ``axis`` out of range.
     """
-    ax = _check_axis(x, axis)
+    ax = check_axis(x, axis)
     if x.shape[ax] % 2:
         raise ValueError(
             f"`x` must have an even number of channels along `axis` (={axis}) to split into "
@@ -145,7 +127,7 @@ def prelu(x: Array, negative_slope: Array, axis: int = -1) -> Array:
     Raises:
       ValueError: if ``negative_slope`` is neither a scalar nor ``(x.shape[axis],)``.
     """
-    ax = _check_axis(x, axis)
+    ax = check_axis(x, axis)
     slope = jnp.asarray(negative_slope)
     if slope.size != 1 or slope.ndim > 1:
         if slope.shape != (x.shape[ax],):
@@ -189,7 +171,7 @@ class PReLU(nn.Module):
         Returns:
           The activation, in the dtype of ``x``.
         """
-        ax = _check_axis(x, self.axis)
+        ax = check_axis(x, self.axis)
         shape = () if self.channel_shared else (x.shape[ax],)
         slope = self.param(
             "negative_slope",
@@ -215,7 +197,7 @@ class Maxout(nn.Module):
     axis: int = -1
 
     def __post_init__(self) -> None:
-        _check_num_pieces(self.num_pieces)
+        check_positive_int(self.num_pieces, "num_pieces")
         super().__post_init__()
 
     def __call__(self, x: Array) -> Array:
@@ -263,19 +245,13 @@ def _fixed(fn: Callable[[Array], Array]) -> Callable[[], Callable[[Array], Array
     return make
 
 
-def _check_real(value: Any, name: str) -> float:
-    if not isinstance(value, numbers.Real) or isinstance(value, bool):
-        raise TypeError(f"`{name}` must be a real number, got {value!r}")
-    return float(value)
-
-
 def _leaky_relu(negative_slope: float = 0.01) -> Callable[[Array], Array]:
-    s = _check_real(negative_slope, "negative_slope")
+    s = check_real(negative_slope, "negative_slope")
     return functools.partial(jax.nn.leaky_relu, negative_slope=s)
 
 
 def _elu(alpha: float = 1.0) -> Callable[[Array], Array]:
-    return functools.partial(jax.nn.elu, alpha=_check_real(alpha, "alpha"))
+    return functools.partial(jax.nn.elu, alpha=check_real(alpha, "alpha"))
 
 
 def _gelu(approximate: bool = False) -> Callable[[Array], Array]:
@@ -285,21 +261,17 @@ def _gelu(approximate: bool = False) -> Callable[[Array], Array]:
 
 
 def _swish(beta: float = 1.0) -> Callable[[Array], Array]:
-    b = _check_real(beta, "beta")
+    b = check_real(beta, "beta")
     return jax.nn.silu if b == 1 else functools.partial(swish, beta=b)
 
 
 def _maxout(num_pieces: int, axis: int = -1) -> Callable[[Array], Array]:
-    n = _check_num_pieces(num_pieces)
-    if not is_int(axis):
-        raise TypeError(f"`axis` must be an int, got {axis!r}")
-    return functools.partial(maxout, num_pieces=n, axis=int(axis))
+    n = check_positive_int(num_pieces, "num_pieces")
+    return functools.partial(maxout, num_pieces=n, axis=check_int(axis, "axis"))
 
 
 def _gated_tanh(axis: int = -1) -> Callable[[Array], Array]:
-    if not is_int(axis):
-        raise TypeError(f"`axis` must be an int, got {axis!r}")
-    return functools.partial(gated_tanh, axis=int(axis))
+    return functools.partial(gated_tanh, axis=check_int(axis, "axis"))
 
 
 def _prelu(
@@ -311,7 +283,7 @@ def _prelu(
 ) -> PReLU:
     return PReLU(
         channel_shared=channel_shared,
-        negative_slope_init=_check_real(negative_slope_init, "negative_slope_init"),
+        negative_slope_init=check_real(negative_slope_init, "negative_slope_init"),
         axis=axis,
         param_dtype=param_dtype,
         name=name,

@@ -2,8 +2,9 @@
 
 * ``BatchNorm`` (Ioffe & Szegedy 2015) for conv nets: statistics per channel over the
   batch and every spatial position, running averages in the ``batch_stats``
-  collection, cross-device statistics under ``pmap``/``shard_map`` via ``axis_name``
-  and, with no axis name, correct statistics under ``jit`` over a sharded batch.
+  collection, cross-device statistics under ``pmap``/``shard_map``/``vmap`` via
+  ``axis_name`` (one axis name or a tuple of them) and, with no axis name, correct
+  statistics under ``jit`` over a sharded batch.
 * ``LocalResponseNorm`` / ``local_response_norm`` (Krizhevsky et al. 2012, AlexNet),
   with the paper's ``alpha`` or PyTorch's ``alpha / n``.
 * ``GroupNorm``, ``LayerNorm`` and ``InstanceNorm``: flax's own, re-exported.
@@ -12,7 +13,6 @@
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -20,8 +20,8 @@ import flax.linen as nn
 import jax.numpy as jnp
 from jax import lax
 
+from cnn_jax.layers._checks import check_channels_last, check_positive_int, is_real
 from cnn_jax.ops import fast
-from cnn_jax.ops._validate import check_array_rank, is_int
 
 __all__ = [
     "BatchNorm",
@@ -35,6 +35,7 @@ __all__ = [
 Array = Any
 Dtype = Any
 Initializer = Callable[..., Array]
+AxisName = str | tuple[str, ...]
 
 #: flax's group normalization (Wu & He 2018), re-exported: ``GroupNorm(num_groups=32)``.
 GroupNorm = nn.GroupNorm
@@ -44,25 +45,12 @@ LayerNorm = nn.LayerNorm
 InstanceNorm = nn.InstanceNorm
 
 
-def _is_real(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
-def _check_rank_at_least_2(x: Any, name: str = "x") -> None:
-    check_array_rank(x, name, None, "")
-    if x.ndim < 2:
-        raise ValueError(
-            f"`{name}` must have shape (N, ..., C) with rank >= 2 (channels last), "
-            f"got shape {tuple(x.shape)}"
-        )
-
-
 def _stat_dtype(dtype: Dtype) -> Dtype:
     """The dtype statistics are computed in: at least float32 (float64 stays float64)."""
     return jnp.promote_types(dtype, jnp.float32)
 
 
-def _axis_size(axis_name: Any, axis_index_groups: Any) -> int:
+def _axis_size(axis_name: AxisName, axis_index_groups: Any) -> int:
     """The number of devices statistics are averaged over, or a clear error if unbound."""
     try:
         size = lax.axis_size(axis_name)
@@ -114,7 +102,11 @@ class BatchNorm(nn.Module):
       set ``axis_name`` to the mapped axis: the per-device mean is averaged across
       devices (``pmean``), then the per-device mean of squared deviations from that
       global mean, which is exact since every device holds the same number of values.
-      Initialization never reduces across devices, so ``init`` works outside ``pmap``.
+      With several mapped axes (nested ``pmap``/``vmap``, or a mesh of several axes
+      under ``shard_map``) give the tuple of axis names, e.g. ``('hosts', 'devices')``:
+      statistics are over every device of those axes, as ``lax.pmean`` over the
+      tuple. Initialization never reduces across devices, so ``init`` works outside
+      ``pmap``.
 
     Attributes:
       momentum: decay of the running averages, in ``[0, 1)`` (see above).
@@ -126,8 +118,9 @@ class BatchNorm(nn.Module):
       dtype: dtype of the output; ``None`` infers it from the input and ``param_dtype``
         as flax does (a bfloat16 input with float32 params gives float32).
       param_dtype: dtype of ``scale`` and ``bias``.
-      axis_name: the ``pmap``/``shard_map``/``vmap`` axis to average statistics over;
-        ``None`` (default) for one device or sharded ``jit``.
+      axis_name: the ``pmap``/``shard_map``/``vmap`` axis to average statistics over,
+        or a tuple of such axes to average over all of them; ``None`` (default) for one
+        device or sharded ``jit``.
       axis_index_groups: subsets of devices along ``axis_name`` normalized
         independently (see ``jax.lax.psum``), e.g. ``[[0, 1], [2, 3]]``.
       unbiased_running_var: whether the running variance accumulates the unbiased
@@ -135,13 +128,13 @@ class BatchNorm(nn.Module):
       fast_variance: compute the batch variance in one pass over the data as
         ``E[x^2] - E[x]^2`` (clamped at 0, in float32 or wider), as flax does by
         default, instead of ``E[(x - E[x])^2]`` (two passes, more accurate when
-        ``|mean| >> std``). One pass reads the activations once: ResNet-50 training on
-        an H100 ran about 9% faster with it (docs/RESULTS.md).
+        ``|mean| >> std``). One pass reads the activations once, which makes training
+        faster on GPUs (docs/RESULTS.md).
 
-    Speed: in training mode without ``axis_name``, with the fast path ``batch_norm`` on
-    (the CPU default, ``cnn_jax.ops.use_fast_paths``), the normalization goes through
-    ``cnn_jax.ops.fast.batch_norm_train``: the same values, and a derivative that needs
-    four reductions over the batch instead of six.
+    Derivative: in training mode without ``axis_name``, with the fast path
+    ``'batch_norm'`` on (see ``cnn_jax.ops.use_fast_paths``), the normalization has a
+    custom derivative: the same values, and a backward pass of four reductions over
+    the batch instead of six.
     """
 
     momentum: float = 0.9
@@ -152,16 +145,20 @@ class BatchNorm(nn.Module):
     bias_init: Initializer = nn.initializers.zeros
     dtype: Dtype | None = None
     param_dtype: Dtype = jnp.float32
-    axis_name: str | None = None
+    axis_name: AxisName | None = None
     axis_index_groups: Sequence[Sequence[int]] | None = None
     unbiased_running_var: bool = True
     fast_variance: bool = False
 
     def __post_init__(self) -> None:
-        if not _is_real(self.momentum) or not 0 <= self.momentum < 1:
+        if not is_real(self.momentum) or not 0 <= self.momentum < 1:
             raise ValueError(f"`momentum` (={self.momentum!r}) must be in [0, 1)")
-        if not _is_real(self.epsilon) or not self.epsilon > 0:
+        if not is_real(self.epsilon) or not self.epsilon > 0:
             raise ValueError(f"`epsilon` (={self.epsilon!r}) must be > 0")
+        if isinstance(self.axis_name, list | set):
+            raise TypeError(
+                f"`axis_name` (={self.axis_name!r}) must be an axis name or a tuple of axis names"
+            )
         if self.axis_index_groups is not None and self.axis_name is None:
             raise ValueError(
                 f"`axis_index_groups` (={self.axis_index_groups!r}) needs an `axis_name`"
@@ -185,7 +182,7 @@ class BatchNorm(nn.Module):
           ValueError: if ``x`` has rank < 2, or if ``axis_name`` is set but not bound
             by an enclosing ``pmap``/``shard_map``/``vmap`` in training mode.
         """
-        _check_rank_at_least_2(x)
+        check_channels_last(x)
         x = jnp.asarray(x)
         channels = x.shape[-1]
         reduce_axes = tuple(range(x.ndim - 1))
@@ -268,15 +265,12 @@ class BatchNorm(nn.Module):
 
 
 def _check_lrn_args(size: Any, alpha: Any, beta: Any, k: Any) -> None:
-    if not is_int(size):
-        raise TypeError(f"`size` must be an int, got {size!r}")
-    if size < 1:
-        raise ValueError(f"`size` (={size}) must be positive")
-    if not _is_real(alpha) or not alpha >= 0:
+    check_positive_int(size, "size")
+    if not is_real(alpha) or not alpha >= 0:
         raise ValueError(f"`alpha` (={alpha!r}) must be >= 0")
-    if not _is_real(beta) or not beta >= 0:
+    if not is_real(beta) or not beta >= 0:
         raise ValueError(f"`beta` (={beta!r}) must be >= 0")
-    if not _is_real(k) or not k > 0:
+    if not is_real(k) or not k > 0:
         raise ValueError(f"`k` (={k!r}) must be > 0")
 
 
@@ -317,7 +311,7 @@ def local_response_norm(
       TypeError: if ``size`` is not an int or ``x`` not an array.
       ValueError: for out-of-range arguments or an input of rank < 2.
     """
-    _check_rank_at_least_2(x)
+    check_channels_last(x)
     _check_lrn_args(size, alpha, beta, k)
     x = jnp.asarray(x)
     dtype = x.dtype if jnp.issubdtype(x.dtype, jnp.inexact) else jnp.float32
