@@ -56,51 +56,13 @@ import jax.numpy as jnp
 
 from cnn_jax import ops
 from cnn_jax.layers import Conv, LocalResponseNorm, get_initializer
-from cnn_jax.ops._validate import is_int
+from cnn_jax.models._common import Array, check_images, check_positive_int, check_rate, torch_linear
 from cnn_jax.weights import WeightSpec, permute_flatten
 
 __all__ = ["TORCHVISION_SPECS", "AlexNet", "AlexNetPaper", "ZFNet"]
 
-Array = Any
-
 #: The smallest input side every network here accepts (the last pooling needs 3x3).
 MIN_SIZE = 63
-
-
-def _check_args(num_classes: Any, dropout: Any) -> None:
-    """Checks the attributes every classifier here shares.
-
-    Args:
-      num_classes: must be a positive int.
-      dropout: must be a rate in ``[0, 1)``.
-
-    Raises:
-      ValueError: naming the bad argument and its value.
-    """
-    if not is_int(num_classes) or num_classes < 1:
-        raise ValueError(f"`num_classes` (={num_classes!r}) must be a positive int")
-    if isinstance(dropout, bool) or not isinstance(dropout, int | float) or not 0 <= dropout < 1:
-        raise ValueError(f"`dropout` (={dropout!r}) must be a rate in [0, 1)")
-
-
-def _check_input(x: Any, model: str, min_size: int) -> None:
-    """Checks ``x`` is a batch of images ``(N, H, W, C)`` of at least ``min_size`` pixels.
-
-    Args:
-      x: the input.
-      model: the model's name, for the message.
-      min_size: the smallest height and width.
-
-    Raises:
-      ValueError: naming ``x`` and its shape.
-    """
-    shape = tuple(getattr(x, "shape", ()))
-    if len(shape) != 4:
-        raise ValueError(f"{model} expects `x` of shape (N, H, W, C), got shape {shape}")
-    if min(shape[1:3]) < min_size:
-        raise ValueError(
-            f"{model} needs `x` of at least {min_size}x{min_size} pixels, got shape {shape}"
-        )
 
 
 def _apply_norm(layer: nn.Module, x: Array, train: bool) -> Array:
@@ -126,11 +88,9 @@ def _dense(
 ) -> nn.Dense:
     """A dense layer with PyTorch's default (``init='torch'``) or the papers' ``N(0, 0.01)``."""
     if init == "torch":
-        kernel_init = get_initializer("torch_default")
-        bias_init = get_initializer("torch_default_bias", fan_in=fan_in)
-    else:
-        kernel_init = get_initializer("normal", stddev=0.01)
-        bias_init = get_initializer("constant", value=bias)
+        return torch_linear(features, fan_in, dtype, name=name)
+    kernel_init = get_initializer("normal", stddev=0.01)
+    bias_init = get_initializer("constant", value=bias)
     return nn.Dense(features, kernel_init=kernel_init, bias_init=bias_init, dtype=dtype, name=name)
 
 
@@ -156,7 +116,8 @@ class AlexNet(nn.Module):
     dtype: Any = None
 
     def __post_init__(self) -> None:
-        _check_args(self.num_classes, self.dropout)
+        check_positive_int(self.num_classes, "num_classes")
+        check_rate(self.dropout, "dropout")
         super().__post_init__()
 
     @nn.compact
@@ -173,7 +134,7 @@ class AlexNet(nn.Module):
         Raises:
           ValueError: for an input that is not ``(N, H, W, C)`` or is too small.
         """
-        _check_input(x, "AlexNet", MIN_SIZE)
+        check_images(x, "AlexNet", MIN_SIZE)
         conv = functools.partial(
             self.conv, kernel_init="torch_default", bias_init="torch_default", dtype=self.dtype
         )
@@ -221,7 +182,8 @@ class _PaperNet(nn.Module):
     dtype: Any = None
 
     def __post_init__(self) -> None:
-        _check_args(self.num_classes, self.dropout)
+        check_positive_int(self.num_classes, "num_classes")
+        check_rate(self.dropout, "dropout")
         super().__post_init__()
 
     def _layers(self) -> list[tuple[int, int, int, int, int, float, str]]:
@@ -256,7 +218,7 @@ class _PaperNet(nn.Module):
         Raises:
           ValueError: for an input that is not ``(N, H, W, C)`` or is too small.
         """
-        _check_input(x, type(self).__name__, MIN_SIZE)
+        check_images(x, type(self).__name__, MIN_SIZE)
         weight = get_initializer("normal", stddev=0.01)
         f: dict[str, Array] = {}
         h = x

@@ -32,7 +32,15 @@ import jax.numpy as jnp
 from cnn_jax import ops
 from cnn_jax.layers import BatchNorm, Conv
 from cnn_jax.layers.initializers import get_initializer
-from cnn_jax.models.resnet import _check_images, _check_positive_int, _check_positive_ints
+from cnn_jax.models._common import (
+    TORCH_CONV_INIT_FAN_IN,
+    Array,
+    ModuleDef,
+    check_images,
+    check_positive_int,
+    check_positive_ints,
+    check_rate,
+)
 from cnn_jax.weights.convert import WeightSpec
 
 __all__ = [
@@ -49,11 +57,9 @@ __all__ = [
     "torch_key",
 ]
 
-Array = Any
-ModuleDef = Callable[..., nn.Module]
-
-#: torchvision's DenseNet convolution init: ``kaiming_normal_`` (``fan_in``, normal).
-TORCH_CONV_INIT = get_initializer("he_normal", mode="fan_in", distribution="normal")
+#: The convolution init of torchvision's DenseNet (``kaiming_normal_``, ``fan_in``);
+#: ``cnn_jax.models._common.TORCH_CONV_INIT_FAN_IN`` under its old name here.
+TORCH_CONV_INIT = TORCH_CONV_INIT_FAN_IN
 
 
 def torch_key(path: Sequence[str]) -> str:
@@ -234,11 +240,10 @@ class DenseNet(nn.Module):
     dtype: Any = None
 
     def __post_init__(self) -> None:
-        _check_positive_ints(self.block_config, "block_config")
+        check_positive_ints(self.block_config, "block_config")
         for name in ("growth_rate", "bn_size", "num_init_features", "num_classes"):
-            _check_positive_int(getattr(self, name), name)
-        if not isinstance(self.drop_rate, (int, float)) or not 0.0 <= self.drop_rate < 1.0:
-            raise ValueError(f"`drop_rate` (={self.drop_rate!r}) must be in [0, 1)")
+            check_positive_int(getattr(self, name), name)
+        check_rate(self.drop_rate, "drop_rate")
         super().__post_init__()
 
     @nn.compact
@@ -257,10 +262,10 @@ class DenseNet(nn.Module):
         Raises:
           ValueError: for an input that is not ``(N, H, W, C)``.
         """
-        _check_images(x, "DenseNet")
+        check_images(x, "DenseNet")
         blocks, growth, bn_size = tuple(self.block_config), self.growth_rate, self.bn_size
         conv = functools.partial(
-            self.conv, use_bias=False, kernel_init=TORCH_CONV_INIT, dtype=self.dtype
+            self.conv, use_bias=False, kernel_init=TORCH_CONV_INIT_FAN_IN, dtype=self.dtype
         )
         norm = functools.partial(self.norm, dtype=self.dtype)
         features: dict[str, Array] = {}

@@ -45,13 +45,21 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 
 from cnn_jax import ops
-from cnn_jax.layers import BatchNorm, Conv
-from cnn_jax.layers.initializers import Initializer, get_initializer
-from cnn_jax.ops._validate import is_int
+from cnn_jax.layers import Conv
+from cnn_jax.layers.initializers import Initializer
+from cnn_jax.models._common import (
+    Array,
+    ModuleDef,
+    TorchInceptionBatchNorm,
+    check_images,
+    check_positive_int,
+    check_rate,
+    torch_dense,
+    torch_trunc_normal,
+)
 from cnn_jax.ops.padding import PaddingLike
 from cnn_jax.weights import WeightSpec, permute_flatten
 
@@ -67,12 +75,9 @@ __all__ = [
     "transform_input",
 ]
 
-Array = Any
-ModuleDef = Callable[..., nn.Module]
-
 #: torchvision's ``BasicConv2d`` batch norm: epsilon 1e-3 (momentum 0.1 in PyTorch's
-#: convention, 0.9 in ours).
-TorchBatchNorm = functools.partial(BatchNorm, epsilon=1e-3)
+#: convention, 0.9 in ours); ``cnn_jax.models._common.TorchInceptionBatchNorm``.
+TorchBatchNorm = TorchInceptionBatchNorm
 
 #: Per module: (1x1, 3x3 reduce, 3x3, "5x5" reduce, "5x5", pool projection), table 1.
 INCEPTION_V1_CONFIG: dict[str, tuple[int, int, int, int, int, int]] = {
@@ -86,43 +91,6 @@ INCEPTION_V1_CONFIG: dict[str, tuple[int, int, int, int, int, int]] = {
     "inception5a": (256, 160, 320, 32, 128, 128),
     "inception5b": (384, 192, 384, 48, 128, 128),
 }
-
-
-def torch_trunc_normal(stddev: float, a: float = -2.0, b: float = 2.0) -> Initializer:
-    """PyTorch's ``trunc_normal_(std=stddev, a=a, b=b)``: bounds in absolute values.
-
-    A normal ``N(0, stddev^2)`` truncated to ``[a, b]`` (not ``[a * stddev, b * stddev]``
-    as flax's ``truncated_normal``), as torchvision's GoogLeNet and Inception v3 use it.
-
-    Args:
-      stddev: standard deviation of the untruncated normal, positive.
-      a: lower bound.
-      b: upper bound, above ``a``.
-
-    Returns:
-      An initializer ``(key, shape, dtype) -> array``.
-
-    Raises:
-      ValueError: for a non-positive ``stddev`` or ``a >= b``.
-    """
-    if not stddev > 0:
-        raise ValueError(f"`stddev` (={stddev!r}) must be positive")
-    if not a < b:
-        raise ValueError(f"`a` (={a!r}) must be below `b` (={b!r})")
-
-    lo, hi = a / stddev, b / stddev
-
-    def init(key: jax.Array, shape: Sequence[int], dtype: Any = jnp.float32) -> jax.Array:
-        if min(-lo, hi) >= 10.0:
-            # Bounds 10+ standard deviations out (torchvision's [-2, 2] at std <= 0.1):
-            # a draw beyond them has probability < 1e-23, so a clipped normal is the same
-            # distribution, and much cheaper to compile than `truncated_normal`.
-            z = jnp.clip(jax.random.normal(key, shape, jnp.float32), lo, hi)
-        else:
-            z = jax.random.truncated_normal(key, lo, hi, shape, jnp.float32)
-        return (stddev * z).astype(dtype)
-
-    return init
 
 
 def transform_input(x: Array) -> Array:
@@ -145,52 +113,6 @@ def transform_input(x: Array) -> Array:
     std = jnp.asarray([0.229, 0.224, 0.225], x.dtype)
     mean = jnp.asarray([0.485, 0.456, 0.406], x.dtype)
     return x * (std / 0.5) + (mean - 0.5) / 0.5
-
-
-def check_images(x: Any, model: str) -> None:
-    """Raises a ValueError unless ``x`` is a batch of images ``(N, H, W, C)``."""
-    if not hasattr(x, "ndim") or x.ndim != 4:
-        raise ValueError(
-            f"{model} expects `x` of shape (N, H, W, C), got shape {getattr(x, 'shape', x)!r}"
-        )
-
-
-def check_positive_int(value: Any, name: str) -> int:
-    """Returns ``value`` as an int, or raises a ValueError naming ``name``."""
-    if not is_int(value) or value < 1:
-        raise ValueError(f"`{name}` (={value!r}) must be a positive int")
-    return int(value)
-
-
-def check_rate(value: Any, name: str) -> float:
-    """Returns a dropout rate in ``[0, 1)``, or raises a ValueError naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
-        raise ValueError(f"`{name}` (={value!r}) must be a dropout rate in [0, 1)")
-    return float(value)
-
-
-def torch_dense(
-    features: int, fan_in: int, stddev: float, dtype: Any = None, name: str | None = None
-) -> nn.Dense:
-    """A ``Linear`` as torchvision's Inception models initialize it.
-
-    Args:
-      features: output units.
-      fan_in: input units (for PyTorch's default bias bound ``1/sqrt(fan_in)``).
-      stddev: standard deviation of the truncated-normal weights.
-      dtype: computation dtype.
-      name: module name.
-
-    Returns:
-      The (unbound) ``nn.Dense``.
-    """
-    return nn.Dense(
-        features,
-        kernel_init=torch_trunc_normal(stddev),
-        bias_init=get_initializer("torch_default_bias", fan_in=fan_in),
-        dtype=dtype,
-        name=name,
-    )
 
 
 class BasicConv2d(nn.Module):
@@ -358,6 +280,12 @@ class GoogLeNet(nn.Module):
     act: Callable[[Array], Array] = nn.relu
     dtype: Any = None
 
+    def __post_init__(self) -> None:
+        check_positive_int(self.num_classes, "num_classes")
+        check_rate(self.dropout, "dropout")
+        check_rate(self.dropout_aux, "dropout_aux")
+        super().__post_init__()
+
     @nn.compact
     def __call__(self, x: Array, train: bool = False) -> tuple[Array, dict[str, Array]]:
         """Runs the network.
@@ -372,12 +300,10 @@ class GoogLeNet(nn.Module):
           ``aux_logits``, ``aux_logits1`` and ``aux_logits2``.
 
         Raises:
-          ValueError: for inputs that are not ``(N, H, W, C)`` or bad attributes.
+          ValueError: for inputs that are not ``(N, H, W, C)``.
         """
         check_images(x, "GoogLeNet")
-        num_classes = check_positive_int(self.num_classes, "num_classes")
-        dropout = check_rate(self.dropout, "dropout")
-        dropout_aux = check_rate(self.dropout_aux, "dropout_aux")
+        num_classes, dropout, dropout_aux = self.num_classes, self.dropout, self.dropout_aux
         if self.transform_input:
             x = transform_input(x)
         block = functools.partial(

@@ -44,16 +44,17 @@ import jax.numpy as jnp
 
 from cnn_jax import ops
 from cnn_jax.layers import Conv
-from cnn_jax.models.googlenet import (
-    BasicConv2d,
-    TorchBatchNorm,
+from cnn_jax.models._common import (
+    Array,
+    ModuleDef,
+    TorchInceptionBatchNorm,
     check_images,
     check_positive_int,
     check_rate,
     torch_dense,
     torch_trunc_normal,
-    transform_input,
 )
+from cnn_jax.models.googlenet import BasicConv2d, transform_input
 from cnn_jax.weights import WeightSpec
 
 __all__ = [
@@ -67,9 +68,6 @@ __all__ = [
     "InceptionV3",
     "inception_torch_key",
 ]
-
-Array = Any
-ModuleDef = Callable[..., nn.Module]
 
 #: The smallest ``Mixed_6e`` map the auxiliary head accepts (a 5x5/3 average pool,
 #: then a 5x5 valid convolution).
@@ -270,9 +268,14 @@ class InceptionV3(nn.Module):
     transform_input: bool = False
     dropout: float = 0.5
     conv: ModuleDef = Conv
-    norm: ModuleDef = TorchBatchNorm
+    norm: ModuleDef = TorchInceptionBatchNorm
     act: Callable[[Array], Array] = nn.relu
     dtype: Any = None
+
+    def __post_init__(self) -> None:
+        check_positive_int(self.num_classes, "num_classes")
+        check_rate(self.dropout, "dropout")
+        super().__post_init__()
 
     @nn.compact
     def __call__(self, x: Array, train: bool = False) -> tuple[Array, dict[str, Array]]:
@@ -290,11 +293,10 @@ class InceptionV3(nn.Module):
 
         Raises:
           ValueError: for inputs that are not ``(N, H, W, C)``, too small for the
-            auxiliary head in training, or bad attributes.
+            auxiliary head in training.
         """
         check_images(x, "InceptionV3")
-        num_classes = check_positive_int(self.num_classes, "num_classes")
-        dropout = check_rate(self.dropout, "dropout")
+        num_classes, dropout = self.num_classes, self.dropout
         if self.transform_input:
             x = transform_input(x)
         block = functools.partial(

@@ -28,10 +28,10 @@ import numpy as np
 
 from cnn_jax import ops
 from cnn_jax.layers import Conv
+from cnn_jax.layers.initializers import get_initializer
+from cnn_jax.models._common import Array, check_images, check_positive_int
 
 __all__ = ["C3_TABLE", "LeNet5", "LeNet5Modern", "Subsampling", "rbf_centres", "scaled_tanh"]
-
-Array = Any
 
 #: Table I of the paper: the S2 maps each C3 map is connected to.
 C3_TABLE: tuple[tuple[int, ...], ...] = (
@@ -146,6 +146,10 @@ class LeNet5(nn.Module):
     rbf_output: bool = True
     dtype: Any = None
 
+    def __post_init__(self) -> None:
+        check_positive_int(self.num_classes, "num_classes")
+        super().__post_init__()
+
     @nn.compact
     def __call__(self, x: Array, train: bool = False) -> tuple[Array, dict[str, Array]]:
         """Runs the network.
@@ -162,8 +166,9 @@ class LeNet5(nn.Module):
           ValueError: for inputs that are not ``(N, 32, 32, C)``.
         """
         del train
-        if x.ndim != 4 or x.shape[1:3] != (32, 32):
-            raise ValueError(f"LeNet5 expects (N, 32, 32, C) inputs, got {tuple(x.shape)}")
+        shape = check_images(x, "LeNet5")
+        if shape[1:3] != (32, 32):
+            raise ValueError(f"LeNet5 expects `x` of shape (N, 32, 32, C), got shape {shape}")
         init = "lecun1998_uniform"
         conv = dict(padding="VALID", kernel_init=init, dtype=self.dtype)
         f: dict[str, Array] = {}
@@ -174,7 +179,7 @@ class LeNet5(nn.Module):
         f["c5"] = h = scaled_tanh(Conv(120, 5, **conv, name="C5")(h))
         h = h.reshape(h.shape[0], -1)
         f["f6"] = h = scaled_tanh(
-            nn.Dense(84, kernel_init=_dense_init(), dtype=self.dtype, name="F6")(h)
+            nn.Dense(84, kernel_init=get_initializer(init), dtype=self.dtype, name="F6")(h)
         )
         if self.rbf_output:
             centres = jnp.asarray(rbf_centres(self.num_classes, h.shape[-1]), h.dtype)
@@ -184,12 +189,6 @@ class LeNet5(nn.Module):
             logits = nn.Dense(self.num_classes, dtype=self.dtype, name="output")(h)
         f["logits"] = logits
         return logits, f
-
-
-def _dense_init() -> Any:
-    from cnn_jax.layers.initializers import get_initializer
-
-    return get_initializer("lecun1998_uniform")
 
 
 class LeNet5Modern(nn.Module):
@@ -203,18 +202,26 @@ class LeNet5Modern(nn.Module):
     num_classes: int = 10
     dtype: Any = None
 
+    def __post_init__(self) -> None:
+        check_positive_int(self.num_classes, "num_classes")
+        super().__post_init__()
+
     @nn.compact
     def __call__(self, x: Array, train: bool = False) -> tuple[Array, dict[str, Array]]:
         """Runs the network.
 
         Args:
-          x: ``(N, 32, 32, C)`` images.
+          x: ``(N, H, W, C)`` images, 32x32 (at least 16x16; the size sets C5's inputs).
           train: unused; kept for the common model API.
 
         Returns:
           ``(logits, features)``.
+
+        Raises:
+          ValueError: for inputs that are not ``(N, H, W, C)`` of at least 16x16.
         """
         del train
+        check_images(x, "LeNet5Modern", 16)
         conv = dict(padding="VALID", kernel_init="he_normal", dtype=self.dtype)
         f: dict[str, Array] = {}
         f["c1"] = h = nn.relu(Conv(6, 5, **conv, name="C1")(x))

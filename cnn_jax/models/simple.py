@@ -18,10 +18,15 @@ import flax.linen as nn
 
 from cnn_jax import ops
 from cnn_jax.layers import BatchNorm, Conv
+from cnn_jax.models._common import (
+    Array,
+    check_images,
+    check_positive_int,
+    check_positive_ints,
+    check_rate,
+)
 
 __all__ = ["CNNMnist"]
-
-Array = Any
 
 
 class CNNMnist(nn.Module):
@@ -48,6 +53,13 @@ class CNNMnist(nn.Module):
     act: Callable[[Array], Array] = nn.relu
     dtype: Any = None
 
+    def __post_init__(self) -> None:
+        check_positive_int(self.num_classes, "num_classes")
+        check_positive_ints(self.widths, "widths")
+        check_positive_int(self.hidden, "hidden")
+        check_rate(self.dropout, "dropout")
+        super().__post_init__()
+
     @nn.compact
     def __call__(self, x: Array, train: bool = False) -> tuple[Array, dict[str, Array]]:
         """Runs the network.
@@ -58,7 +70,12 @@ class CNNMnist(nn.Module):
 
         Returns:
           ``(logits, features)`` with the output of each block.
+
+        Raises:
+          ValueError: for inputs that are not ``(N, H, W, C)`` of at least
+            ``2 ** len(widths)`` pixels a side.
         """
+        check_images(x, "CNNMnist", 2 ** len(self.widths))
         conv = functools.partial(
             self.conv,
             kernel_size=3,

@@ -39,6 +39,13 @@ import flax.linen as nn
 
 from cnn_jax import ops
 from cnn_jax.layers import BatchNorm, Conv, get_initializer
+from cnn_jax.models._common import (
+    TORCH_CONV_INIT_FAN_OUT,
+    Array,
+    check_images,
+    check_positive_int,
+    check_rate,
+)
 from cnn_jax.ops._validate import is_int
 from cnn_jax.weights import WeightSpec, permute_flatten
 
@@ -55,8 +62,6 @@ __all__ = [
     "VGG19",
     "VGG19BN",
 ]
-
-Array = Any
 
 #: Table 1 of the paper (torchvision's ``cfgs``): conv widths, ``'M'`` a 2x2 max pool.
 CFGS: dict[str, tuple[int | str, ...]] = {
@@ -102,11 +107,8 @@ class VGG(nn.Module):
 
     def __post_init__(self) -> None:
         _check_cfg(self.cfg)
-        if not is_int(self.num_classes) or self.num_classes < 1:
-            raise ValueError(f"`num_classes` (={self.num_classes!r}) must be a positive int")
-        d = self.dropout
-        if isinstance(d, bool) or not isinstance(d, int | float) or not 0 <= d < 1:
-            raise ValueError(f"`dropout` (={d!r}) must be a rate in [0, 1)")
+        check_positive_int(self.num_classes, "num_classes")
+        check_rate(self.dropout, "dropout")
         super().__post_init__()
 
     @nn.compact
@@ -124,18 +126,13 @@ class VGG(nn.Module):
         Raises:
           ValueError: for an input that is not ``(N, H, W, C)`` or is too small.
         """
-        cfg = _check_cfg(self.cfg)
-        shape = tuple(getattr(x, "shape", ()))
-        min_size = 2 ** cfg.count("M")
-        if len(shape) != 4 or min(shape[1:3]) < min_size:
-            raise ValueError(
-                f"VGG expects `x` of shape (N, H, W, C) with H, W >= {min_size}, got shape {shape}"
-            )
+        cfg = tuple(self.cfg)
+        check_images(x, "VGG", 2 ** cfg.count("M"))
         conv = functools.partial(
             self.conv,
             kernel_size=3,
             padding=1,
-            kernel_init=get_initializer("he_normal", mode="fan_out", distribution="normal"),
+            kernel_init=TORCH_CONV_INIT_FAN_OUT,
             bias_init="zeros",
             dtype=self.dtype,
         )

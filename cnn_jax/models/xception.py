@@ -46,8 +46,14 @@ from typing import Any
 import flax.linen as nn
 
 from cnn_jax import ops
-from cnn_jax.layers import BatchNorm, Conv, DepthwiseSeparableConv
-from cnn_jax.models.googlenet import check_images, check_positive_int
+from cnn_jax.layers import Conv, DepthwiseSeparableConv
+from cnn_jax.models._common import (
+    Array,
+    KerasBatchNorm,  # Keras' defaults, as keras.applications.Xception uses them
+    ModuleDef,
+    check_images,
+    check_positive_int,
+)
 from cnn_jax.weights import WeightSpec
 
 __all__ = [
@@ -57,14 +63,6 @@ __all__ = [
     "keras_layer_names",
     "keras_layers",
 ]
-
-Array = Any
-ModuleDef = Callable[..., nn.Module]
-
-#: Keras' batch normalization as ``keras.applications.Xception`` uses it.
-KerasBatchNorm = functools.partial(
-    BatchNorm, momentum=0.99, epsilon=1e-3, unbiased_running_var=False
-)
 
 #: Blocks with a strided shortcut: (block, separable convolution widths, shortcut name).
 _REDUCTION_BLOCKS: tuple[tuple[int, tuple[int, int], str], ...] = (
@@ -160,6 +158,10 @@ class Xception(nn.Module):
     act: Callable[[Array], Array] = nn.relu
     dtype: Any = None
 
+    def __post_init__(self) -> None:
+        check_positive_int(self.num_classes, "num_classes")
+        super().__post_init__()
+
     @nn.compact
     def __call__(self, x: Array, train: bool = False) -> tuple[Array, dict[str, Array]]:
         """Runs the network.
@@ -174,10 +176,10 @@ class Xception(nn.Module):
           (``block1`` ... ``block14``) and ``pre_logits`` (the pooled 2048 values).
 
         Raises:
-          ValueError: for inputs that are not ``(N, H, W, C)`` or a bad ``num_classes``.
+          ValueError: for inputs that are not ``(N, H, W, C)``.
         """
         check_images(x, "Xception")
-        num_classes = check_positive_int(self.num_classes, "num_classes")
+        num_classes = self.num_classes
         conv = functools.partial(
             self.conv, use_bias=False, kernel_init="glorot_uniform", dtype=self.dtype
         )
