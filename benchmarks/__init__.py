@@ -1,7 +1,8 @@
-"""Benchmarks of ``cnn_jax`` against ``jax.lax``/flax and PyTorch CPU.
+"""Benchmarks of ``cnn_jax``: maintained tools, their shared harness, and studies.
 
-Each module is a script, run from the repository root, e.g.
-``python -m benchmarks.ops_conv`` (``--quick`` for a smoke test, ``--threads N``).
-Every number is a ratio against a reference measured in the same run, interleaved
-(see ``benchmarks.common``); the tables go to ``docs/RESULTS.md``.
+Each tool is a script run from the repository root, ``python -m benchmarks.<tool>``
+(``--help`` lists its options; ``--quick`` where there is one is a smoke test). Every
+number is a ratio against a reference measured in the same run, interleaved; the
+harness is ``benchmarks.common``. One-off investigations live in
+``benchmarks.studies``. ``benchmarks/README.md`` lists the tools.
 """

@@ -1,13 +1,13 @@
-"""Compile time of a ResNet-50 training step at 224x224 on the CPU (issue 6, goal: < 60 s).
+"""Compile time of a ResNet-50 training step at 224x224 on the CPU, with and without fast paths.
 
-The step is the one of ``benchmarks/train_step_cpu.py``: forward in training mode
+The step is the one of ``benchmarks.zoo.steps``: forward in training mode
 (batch statistics), softmax cross-entropy, gradient, SGD with momentum 0.9, batch-norm
 statistics updated, the state donated; ``cnn_jax.models.resnet.ResNet50`` (1000
 classes). Only shapes are needed to compile: the variables come from
 ``jax.eval_shape(model.init, ...)`` (no memory, no initialization), and the program is
 traced, lowered and compiled with ``jax.jit(step).lower(...).compile()``, each stage
-timed on its own (after a warm-up compilation of a tiny function), once with the fast
-paths of ``cnn_jax.ops.fast`` (the CPU default) and once without
+timed on its own (after a warm-up compilation of a tiny function), once with cnn_jax's
+fast paths (the CPU default) and once without
 (``use_fast_paths(False)``), in separate fresh traces. The persistent
 compilation cache is off (``jax_enable_compilation_cache=False``), so every compile is
 a real one. ``--run`` also executes the compiled fast-path step once on random data.
@@ -21,35 +21,12 @@ Run from the repository root::
 from __future__ import annotations
 
 import argparse
-import datetime
-import os
-import platform
 import time
 from collections.abc import Sequence
 from typing import Any
 
 from benchmarks import common
-
-
-def _step_fn(model: Any, tx: Any) -> Any:
-    import jax
-    import optax
-
-    def loss_fn(params: Any, stats: Any, x: Any, y: Any) -> Any:
-        logits, new = model.apply(
-            {"params": params, "batch_stats": stats}, x, train=True, mutable=["batch_stats"]
-        )
-        logits = logits[0] if isinstance(logits, tuple) else logits
-        loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
-        return loss, new["batch_stats"]
-
-    def step(state: Any, x: Any, y: Any) -> Any:
-        params, stats, opt = state
-        (loss, stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, stats, x, y)
-        updates, opt = tx.update(grads, opt, params)
-        return (optax.apply_updates(params, updates), stats, opt), loss
-
-    return step
+from benchmarks.zoo.steps import train_step_fns
 
 
 def compile_once(batch: int, size: int, fast: bool) -> dict[str, Any]:
@@ -70,7 +47,7 @@ def compile_once(batch: int, size: int, fast: bool) -> dict[str, Any]:
     )
     params, stats = variables["params"], variables["batch_stats"]
     state = (params, stats, jax.eval_shape(tx.init, params))
-    step = _step_fn(model, tx)  # a new function object: no trace shared between settings
+    _, step = train_step_fns(model, tx)  # new function objects: no trace shared
     with use_fast_paths(fast):
         t0 = time.perf_counter()
         traced = jax.jit(step, donate_argnums=0).trace(state, x, y)
@@ -96,33 +73,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--size", type=int, default=224)
-    parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--run", action="store_true", help="run the fast-path step once")
+    common.add_setup_arguments(parser)
     ns = parser.parse_args(argv)
-    used = common.set_threads(ns.threads, "unset")
+    used = common.start(ns, omp_wait_policy="unset")
     import jax
 
-    import cnn_jax  # noqa: F401  (its default XLA flags, before the backend starts)
-
     jax.config.update("jax_enable_compilation_cache", False)
-    import flax
-    import jaxlib
-
-    print("### ResNet-50 training step: compile time on the CPU (issue 6)\n")
-    print(f"- command: `{common.command_line()}`")
-    print(f"- date (UTC): {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M:%S}")
-    print(
-        f"- machine: {common.cpu_model()}, {os.cpu_count()} cores, {used} used, {platform.system()}"
-    )
-    print(
-        f"- versions: python {platform.python_version()}, jax {jax.__version__}, "
-        f"jaxlib {jaxlib.__version__}, flax {flax.__version__}"
-    )
-    print(f"- XLA_FLAGS: `{os.environ.get('XLA_FLAGS', '')}`")
+    print("### ResNet-50 training step: compile time on the CPU\n")
+    print("\n".join(common.machine_lines(used)))
     print(
         f"- input: batch {ns.batch}, {ns.size}x{ns.size}x3, float32; SGD momentum, BN batch stats"
     )
-    print(f"- load average at start (1, 5, 15 min): {common.load_average()}")
     # Warm-up: the first compilation of a process also initializes the compiler.
     jax.jit(lambda v: v * 2).lower(jax.ShapeDtypeStruct((8,), "float32")).compile()
     rows = []

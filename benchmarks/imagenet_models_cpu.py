@@ -17,9 +17,11 @@ reported on its own. Inception v3 runs at 299x299.
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 import types
+from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -149,16 +151,10 @@ def bench(name: str, size: int, batch: int, settings: common.Settings) -> list[s
         torch.nn.functional.cross_entropy(out, yt).backward()
         torch_opt.step()
 
-    def jax_fwd() -> None:
-        jax.block_until_ready(fwd.compiled(*fwd.args))
-
-    def jax_train() -> None:
-        jax.block_until_ready(step.compiled(*step.args))
-
     rows = []
     for mode, ours_fn, ref_fn in (
-        ("forward", jax_fwd, torch_fwd),
-        ("train", jax_train, torch_train),
+        ("forward", fwd, torch_fwd),
+        ("train", step, torch_train),
     ):
         t = common.measure(
             {"ours": ours_fn, "torch": ref_fn}, settings.rounds, settings.reps, settings.order
@@ -173,7 +169,7 @@ def bench(name: str, size: int, batch: int, settings: common.Settings) -> list[s
                 f"{batch / t['ours'].median:.2f}",
                 f"{batch / t['torch'].median:.2f} ({fmt})",
                 common.format_ratio(r),
-                f"{program.compile_s:.1f}",
+                f"{program.total_s:.1f}",
                 f"{err:.1e}" if mode == "forward" else "",
             ]
         )
@@ -181,24 +177,30 @@ def bench(name: str, size: int, batch: int, settings: common.Settings) -> list[s
     return rows
 
 
-def main() -> None:
-    """Entry point."""
-    argv = list(sys.argv[1:])
-    batch = 4
-    for a in list(argv):
-        if a.startswith("--batch="):
-            batch = int(a.split("=", 1)[1])
-            argv.remove(a)
-    settings = common.parse_args(__doc__.split("\n")[0], argv, order="block")
+def main(argv: Sequence[str] | None = None) -> None:
+    """Parses the command line, measures every family and prints the table."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--batch", type=int, default=4, help="images per call (default 4)")
+    extra, rest = parser.parse_known_args(argv)
+    if extra.batch < 1:
+        parser.error(f"--batch (={extra.batch}) must be positive")
+    batch = extra.batch
+    settings = common.parse_args(
+        __doc__.strip().splitlines()[0], rest, order="block", parents=[parser]
+    )
     used = common.set_threads(settings.threads, settings.omp_wait_policy)
+    if common.optional_torch() is None:
+        raise SystemExit("benchmarks.imagenet_models_cpu needs PyTorch: pip install -e '.[torch]'")
     names = [n for n in FAMILIES if settings.only is None or settings.only in n]
     if settings.quick:
         names = names[:1]
+    env = common.environment_lines(settings, used)
+    t_start = time.perf_counter()
     rows = []
     for name in names:
         rows.extend(bench(name, FAMILIES[name], batch, settings))
     print()
-    print("\n".join(common.environment_lines(settings, used)))
+    print("\n".join(env + common.end_lines(t_start)))
     print(f"- batch {batch}; images/s = batch / median time of one call")
     print()
     print(

@@ -20,7 +20,6 @@ Run from the repository root::
 from __future__ import annotations
 
 import argparse
-import datetime
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -83,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default=",".join(MODELS), help="comma-separated")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=2)
+    common.add_setup_arguments(parser)
     args = parser.parse_args(argv)
     models = [m for m in args.models.split(",") if m]
     unknown = sorted(set(models) - set(MODELS))
@@ -91,18 +90,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         parser.error(f"--models names unknown models {unknown}; known: {', '.join(MODELS)}")
     if args.rounds < 1:
         parser.error(f"--rounds (={args.rounds}) must be positive")
-    threads = common.set_threads(args.threads)
+    threads = common.start(args)
     import jax
-
-    import cnn_jax  # noqa: F401  (its XLA flags, before the backend starts)
 
     jax.config.update("jax_enable_compilation_cache", False)
     jax.jit(lambda x: x + 1).lower(1.0).compile()  # the compiler's own start-up
     print("### Compile time of model.init on the CPU, by random-bits scheme\n")
-    print(f"- command: `{common.command_line()}`")
-    print(f"- date (UTC): {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M:%S}")
-    print(f"- machine: {common.cpu_model()}, {threads} threads")
-    print(f"- versions: {', '.join(f'{k} {v}' for k, v in common.versions().items())}")
+    print("\n".join(common.machine_lines(threads)))
     print(f"- {args.rounds} rounds, the schemes alternating; median over rounds\n")
     times = measure(models, args.rounds)
     rows = []

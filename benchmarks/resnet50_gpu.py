@@ -22,10 +22,10 @@ measured in the same process, for a same-GPU reference.
 from __future__ import annotations
 
 import argparse
-import datetime
 import functools
 import json
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -34,6 +34,7 @@ import numpy as np
 import optax
 from flax import linen as nn
 
+from benchmarks import common
 from cnn_jax.layers import BatchNorm
 from cnn_jax.models import ResNet50
 
@@ -109,10 +110,8 @@ def run_jax(batch: int, steps: int, warmup: int, norm: str = "ours") -> dict[str
         updates, opt = tx.update(grads, opt, params)
         return (optax.apply_updates(params, updates), stats, opt), loss
 
-    t = time.perf_counter()
-    lowered = jax.jit(step, donate_argnums=0).lower(state, images, labels)
-    compiled = lowered.compile()
-    compile_s = time.perf_counter() - t
+    program = common.compile_jax(step, (state, images, labels), carries_state=True)
+    compiled, compile_s = program.compiled, program.total_s
     cost = compiled.cost_analysis()
     if isinstance(cost, list):
         cost = cost[0]
@@ -178,8 +177,8 @@ def run_torch(batch: int, steps: int, warmup: int) -> dict[str, Any] | None:
     }
 
 
-def main() -> None:
-    """Entry point."""
+def main(argv: Sequence[str] | None = None) -> None:
+    """Parses the command line, times the training step and prints the results as JSON."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--steps", type=int, default=50)
@@ -193,10 +192,13 @@ def main() -> None:
         "flax.linen.BatchNorm",
     )
     parser.add_argument("--out", default=None, help="write the results as JSON here")
-    ns = parser.parse_args()
+    common.add_setup_arguments(parser, threads=False)
+    ns = parser.parse_args(argv)
+    common.start(ns)  # before JAX creates its backends
     device = jax.devices()[0]
     result: dict[str, Any] = {
-        "date": f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
+        "command": common.command_line(),
+        "date": f"{common.utc_now()} UTC",
         "device": f"{device.platform} {getattr(device, 'device_kind', '')}",
         "jax": jax.__version__,
         "batch": ns.batch,

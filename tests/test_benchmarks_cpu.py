@@ -1,11 +1,14 @@
 """Smoke tests of the CPU benchmark helpers (no timing is asserted)."""
 
 import functools
+import json
+import os
 import time
 
 import pytest
 
-from benchmarks import common, profile_step_cpu, train_step_cpu
+from benchmarks import common, train_step_cpu
+from benchmarks.studies import profile_step_cpu
 from cnn_jax import host_memory
 
 
@@ -168,3 +171,84 @@ def test_train_step_sets_xla_flags_before_host_memory(monkeypatch):
             ["--host-memory", "calling_thread", "--xla-flags=--xla_foo=1", "--xla-defaults", "off"]
         )
     assert seen["XLA_FLAGS"] == "--xla_foo=1" and seen["CNN_JAX_XLA_DEFAULTS"] == "0"
+
+
+def test_setup_xla_is_the_one_place_for_flags(monkeypatch):
+    """``--xla-flags`` go first; ``--xla-defaults on`` calls cnn_jax's explicit function,
+    ``off`` opts out for this process and its children."""
+    from cnn_jax import xla_defaults
+
+    monkeypatch.setenv("XLA_FLAGS", "--xla_a=1")
+    monkeypatch.setenv("CNN_JAX_XLA_DEFAULTS", "1")
+    calls = []
+    monkeypatch.setattr(xla_defaults, "apply", lambda: calls.append(dict(os.environ)) or ())
+    assert common.setup_xla("on", "--xla_b=2") == ()
+    assert calls[0]["XLA_FLAGS"] == "--xla_a=1 --xla_b=2"
+    assert common.setup_xla("off") == () and len(calls) == 1
+    assert os.environ["CNN_JAX_XLA_DEFAULTS"] == "0"
+    with pytest.raises(ValueError, match="`xla_defaults` \\(='maybe'\\)"):
+        common.setup_xla("maybe")
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        "benchmarks.ops_conv",
+        "benchmarks.ops_pool",
+        "benchmarks.ops_norm",
+        "benchmarks.train_step_cpu",
+        "benchmarks.mnist_time_to_99",
+        "benchmarks.imagenet_models_cpu",
+        "benchmarks.compile_resnet50",
+        "benchmarks.init_compile_cpu",
+        "benchmarks.resnet50_gpu",
+        "benchmarks.airbench.run",
+        "benchmarks.studies.profile_step_cpu",
+        "benchmarks.studies.xla_flags_cpu",
+        "benchmarks.launcher_speed",
+    ],
+)
+def test_every_tool_has_help(module, capsys):
+    """Every tool's ``--help`` works; all take the harness's XLA options but the two that
+    set each child process's flags themselves (the launcher comparison, the flags study)."""
+    import importlib
+
+    main = importlib.import_module(module).main
+    with pytest.raises(SystemExit) as stop:
+        main(["--help"])
+    assert stop.value.code == 0
+    out = capsys.readouterr().out
+    assert "usage:" in out
+    if module not in ("benchmarks.launcher_speed", "benchmarks.studies.xla_flags_cpu"):
+        assert "--xla-defaults" in out and "--xla-flags" in out
+
+
+def test_step_program_carries_its_state():
+    import jax.numpy as jnp
+
+    def step(state, x):
+        return state + x, jnp.sum(state)
+
+    program = common.compile_jax(step, (jnp.zeros(3), jnp.ones(3)), carries_state=True)
+    assert float(program()) == 0.0
+    assert float(program()) == 3.0
+    assert program.args[0].tolist() == [2.0, 2.0, 2.0]
+    assert program.total_s >= program.compile_s > 0
+
+
+def test_launcher_speed_reads_the_training_windows(tmp_path):
+    from benchmarks import launcher_speed
+
+    rows = [
+        {"step": 10, "split": "train", "loss": 1.0, "examples_per_second": 640.0},
+        {"step": 20, "split": "test", "accuracy": 0.5},
+        {"step": 20, "split": "train", "loss": 0.5, "examples_per_second": 1280.0},
+    ]
+    path = tmp_path / "metrics.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    assert launcher_speed.window_times(path, batch_size=64) == [(10, 1.0), (10, 0.5)]
+    assert launcher_speed.compile_seconds("summary: steps=20, compile_seconds=3.5, x=1") == 3.5
+    assert launcher_speed.compile_seconds("no summary") is None
+    path.write_text(json.dumps(rows[1]) + "\n")
+    with pytest.raises(ValueError, match="no training windows"):
+        launcher_speed.window_times(path, batch_size=64)

@@ -56,6 +56,7 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks import common
 from benchmarks.airbench import Recipe
 
 Splits = dict[str, tuple[np.ndarray, np.ndarray]]
@@ -77,7 +78,7 @@ def _jax_info() -> dict[str, Any]:
         "flax": flax.__version__,
         "optax": optax.__version__,
         "backend": jax.default_backend(),
-        "device": f"cpu:{_cpu_name()}"
+        "device": f"cpu:{common.cpu_model()}"
         if dev.platform == "cpu"
         else f"{dev.platform}:{dev.device_kind}",
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
@@ -86,21 +87,10 @@ def _jax_info() -> dict[str, Any]:
     }
 
 
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _torch_info(device: str) -> dict[str, Any]:
     import torch
 
-    name = torch.cuda.get_device_name() if device.startswith("cuda") else _cpu_name()
+    name = torch.cuda.get_device_name() if device.startswith("cuda") else common.cpu_model()
     return {
         "torch": torch.__version__,
         "cuda": torch.version.cuda,
@@ -288,6 +278,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no_warmup", action="store_true")
     p.add_argument("--epoch_eval", action="store_true", help="untimed per-epoch evaluation")
     p.add_argument("--verbose", action="store_true", help="print every epoch")
+    common.add_setup_arguments(p, threads=False)
     return p.parse_args(argv)
 
 
@@ -370,6 +361,8 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Runs the benchmark; returns (and optionally writes) the results."""
     args = parse_args(argv)
+    # XLA flags before JAX starts here or in the contestants' processes (they inherit them).
+    common.setup_xla(args.xla_defaults, args.xla_flags)
     recipe = make_recipe(args)
     specs = make_specs(args)
     if not specs:

@@ -1,7 +1,7 @@
 """Where the time of one training step goes on XLA:CPU: ``jax.profiler`` totals per op kind.
 
-Traces a few training steps of one model of ``benchmarks.train_step_cpu`` (the ``ours``
-program, or plain flax) with ``jax.profiler``, reads the trace back with
+Traces a few training steps of one model of ``benchmarks.zoo`` (the ``ours`` program,
+or plain flax) with ``jax.profiler``, reads the trace back with
 ``jax.profiler.ProfileData`` and prints, per kind of compiled op (the fusion names of
 the optimized HLO, e.g. ``transpose_copy_fusion``, without their numeric suffix), the
 time per step summed over XLA:CPU's worker threads, with the page faults and system time
@@ -11,17 +11,16 @@ what is *not* convolution arithmetic. It also prints the size of the compiled st
 temporaries (XLA's memory analysis) and its YNNPACK fusions counted by op. The optimized
 HLO can be written with ``--hlo``.
 
-This is how the recomputation inside the kernel gradient's layout transposes was found
-(``transpose_copy_fusion``: 433 ms per ResNet-20 step without the ``materialize`` fast
-path of ``cnn_jax.ops.fast``), and the page faults of every step's fresh buffers
-(``cnn_jax.host_memory``).
+It finds recomputation that XLA fused into layout transposes (``transpose_copy_fusion``,
+the reason for the ``materialize`` fast path) and the page faults of every step's fresh
+buffers (``cnn_jax.host_memory``); docs/ENGINEERING.md, "CPU tuning", has the findings.
 
 Run from the repository root::
 
-    python -m benchmarks.profile_step_cpu --model resnet20
-    python -m benchmarks.profile_step_cpu --model resnet20 \
+    python -m benchmarks.studies.profile_step_cpu --model resnet20
+    python -m benchmarks.studies.profile_step_cpu --model resnet20 \
         --fast-paths depthwise,grouped,conv_transpose   # without 'materialize'
-    python -m benchmarks.profile_step_cpu --model airbench94 --flax --hlo /tmp/airbench.hlo
+    python -m benchmarks.studies.profile_step_cpu --model airbench94 --flax --hlo /tmp/airbench.hlo
 """
 
 from __future__ import annotations
@@ -29,47 +28,47 @@ from __future__ import annotations
 import argparse
 import collections
 import glob
+import os
 import re
 import resource
-import sys
 import tempfile
 import time
 from collections.abc import Sequence
 
-from benchmarks import common, train_step_cpu
+from benchmarks import common, zoo
+from benchmarks.zoo.steps import jax_programs
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Parses the command line, profiles the steps and prints the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="resnet20", choices=train_step_cpu.MODELS)
+    parser.add_argument("--model", default="resnet20", choices=zoo.MODELS)
     parser.add_argument("--flax", action="store_true", help="the plain flax.linen model")
     parser.add_argument("--fast-paths", default="auto", help="as in benchmarks.train_step_cpu")
     parser.add_argument("--steps", type=int, default=3, help="traced steps (after 3 warm-up)")
     parser.add_argument("--top", type=int, default=20, help="op kinds to print")
     parser.add_argument("--hlo", default=None, help="write the optimized HLO of the step here")
     parser.add_argument("--host-memory", choices=common.HOST_MEMORY_CHOICES, default="default")
-    parser.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
+    common.add_setup_arguments(parser)
     args = parser.parse_args(argv)
     if args.steps < 1:
         parser.error(f"--steps (={args.steps}) must be positive")
+    common.setup_xla(args.xla_defaults, args.xla_flags)
     host_memory = common.apply_host_memory(args.host_memory)
     threads = common.set_threads(args.threads, "unset")
     import jax
 
-    import cnn_jax  # noqa: F401  (its XLA flags, before the backend starts)
-
-    spec = train_step_cpu.specs(False, 10)[args.model]
-    module = train_step_cpu._jax_models(10)[args.model][1 if args.flax else 0]
-    train, _ = train_step_cpu.jax_programs(module, spec, args.fast_paths, hlo_path=args.hlo)
+    spec = zoo.specs()[args.model]
+    module = zoo.jax_models()[args.model][1 if args.flax else 0]
+    train, _, _ = jax_programs(module, spec, args.fast_paths, hlo_path=args.hlo)
     for _ in range(3):
-        train.run()
+        train()
     usage0 = resource.getrusage(resource.RUSAGE_SELF)
     with tempfile.TemporaryDirectory() as trace_dir:
         t0 = time.perf_counter()
         with jax.profiler.trace(trace_dir):
             for _ in range(args.steps):
-                train.run()
+                train()
         wall = (time.perf_counter() - t0) / args.steps
         usage1 = resource.getrusage(resource.RUSAGE_SELF)
         (path,) = glob.glob(f"{trace_dir}/**/*.xplane.pb", recursive=True)
@@ -87,13 +86,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     system = (usage1.ru_stime - usage0.ru_stime) / args.steps
     which = "flax" if args.flax else f"ours (fast paths {args.fast_paths})"
     print(f"### {args.model}, {which}: one training step under jax.profiler\n")
-    print(f"- command: `python -m benchmarks.profile_step_cpu {' '.join(sys.argv[1:])}`")
+    print(f"- command: `{common.command_line()}`")
+    print(f"- XLA_FLAGS: `{os.environ.get('XLA_FLAGS', '')}`")
     print(f"- wall time per traced step: {wall * 1e3:.0f} ms (slower than untraced)")
     print(f"- threads: {threads}; host memory (malloc): {host_memory}")
     print(f"- page faults per step: {faults:,.0f}; system time per step: {system * 1e3:.0f} ms")
-    if train.temp_bytes is not None:
-        print(f"- temporaries of the compiled step (XLA memory analysis): {train.temp_bytes:,} B")
-    print(f"- YNNPACK fusions by op: {train.ynn_fusions or 'none'}\n")
+    temp = train.temp_bytes()
+    if temp is not None:
+        print(f"- temporaries of the compiled step (XLA memory analysis): {temp:,} B")
+    print(f"- YNNPACK fusions by op: {common.ynn_fusions(train.hlo()) or 'none'}\n")
     print("| op kind | ms per step (all threads) |")
     print("|---|---|")
     for kind, ns in kinds.most_common(args.top):

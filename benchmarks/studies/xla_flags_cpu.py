@@ -8,7 +8,8 @@ the per-round ratios.
 
 Settings:
 
-* ``cnn_jax``: ``import cnn_jax``'s defaults (``cnn_jax.xla_defaults``);
+* ``cnn_jax``: cnn_jax's XLA:CPU defaults (``cnn_jax.xla_defaults``, applied by the
+  benchmark harness);
 * ``jaxlib``: jaxlib's own defaults (``CNN_JAX_XLA_DEFAULTS=0``): convolutions handed
   to YNNPACK;
 * ``xnnpack-off``: the defaults plus ``--xla_cpu_use_xnnpack=false``;
@@ -26,21 +27,20 @@ programs are compared):
 * ``layers``: forward, and forward + input and kernel gradients, of single
   ``lax.conv_general_dilated`` layers (ResNet-50 shapes at batch 8, CIFAR shapes at
   batch 64, a 4-group and a dilated convolution);
-* ``models``: the training step and inference of the models of
-  ``benchmarks/train_step_cpu.py``, ours (with the fast paths the setting would use by
-  default) and the plain ``flax.linen`` version; a second table sets ours under
-  cnn_jax's flags against plain flax under jaxlib's (what a flax user gains).
+* ``models``: the training step and inference of the models of ``benchmarks.zoo``,
+  ours (with the fast paths the setting would use by default) and the plain
+  ``flax.linen`` version; a second table sets ours under cnn_jax's flags against
+  plain flax under jaxlib's (what a flax user gains).
 
 Run from the repository root::
 
-    python -m benchmarks.xla_flags_cpu      # about 10 minutes per setting and work
-    python -m benchmarks.xla_flags_cpu --work layers --rounds 3
+    python -m benchmarks.studies.xla_flags_cpu      # about 10 minutes per setting and work
+    python -m benchmarks.studies.xla_flags_cpu --work layers --rounds 3
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import statistics
@@ -69,7 +69,6 @@ SETTINGS: dict[str, tuple[dict[str, str], str]] = {
     ),
 }
 REFERENCE = "cnn_jax"
-MODELS = ("lenet5", "airbench94", "resnet20", "xception_block", "unet_decoder")
 
 #: (name, batch, size, c_in, c_out, kernel, stride, dilation, groups)
 LAYERS = [
@@ -126,16 +125,17 @@ def _worker_layers(reps: int) -> dict[str, float]:
 
 
 def _worker_models(models: Sequence[str], reps: int) -> dict[str, float]:
-    from benchmarks import train_step_cpu as ts
+    from benchmarks import zoo
+    from benchmarks.zoo.steps import jax_programs
 
-    specs = ts.specs(False, 10)
-    modules = ts._jax_models(10)
+    specs = zoo.specs()
+    modules = zoo.jax_models()
     out = {}
     for name in models:
         for who, module in zip(("ours", "flax"), modules[name]):
-            train, infer = ts.jax_programs(module, specs[name], "auto")
-            out[f"{name}: train, {who}"] = _median_time(train.run, reps)
-            out[f"{name}: infer, {who}"] = _median_time(infer.run, reps)
+            train, infer, _ = jax_programs(module, specs[name], "auto")
+            out[f"{name}: train, {who}"] = _median_time(train, reps)
+            out[f"{name}: infer, {who}"] = _median_time(infer, reps)
     return out
 
 
@@ -143,7 +143,6 @@ def worker(work: Sequence[str], models: Sequence[str], reps: int) -> None:
     """Times the work under this process's XLA flags; prints one JSON line."""
     import jax
 
-    import cnn_jax  # noqa: F401  (its default XLA flags, unless opted out)
     from cnn_jax.ops import enabled_fast_paths, use_fast_paths
 
     result: dict[str, Any] = {
@@ -166,7 +165,7 @@ def _run_worker(setting: str, argv: Sequence[str], threads: int) -> dict[str, An
     env.update(env_extra)
     if flags:
         env["XLA_FLAGS"] = flags
-    cmd = [sys.executable, "-m", "benchmarks.xla_flags_cpu", "--worker", *argv]
+    cmd = [sys.executable, "-m", "benchmarks.studies.xla_flags_cpu", "--worker", *argv]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
     if proc.returncode != 0 or not lines:
@@ -190,6 +189,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     work = [w for w in args.work.split(",") if w]
     models = [m for m in args.models.split(",") if m]
     if args.worker:
+        # The setting's environment (XLA_FLAGS, CNN_JAX_XLA_DEFAULTS) comes from the parent.
+        common.setup_xla("on")
         common.set_threads(args.threads)
         worker(work, models, args.reps)
         return
@@ -201,14 +202,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise SystemExit("--rounds must be >= 1 and --reps >= 3")
     wargs = ["--work", args.work, "--models", args.models, "--reps", str(args.reps)]
     wargs += ["--threads", str(args.threads)]
-    print("### XLA:CPU flags (issue 6)\n", flush=True)
-    print(f"- command: `{common.command_line()}`")
-    print(f"- date (UTC): {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M:%S}")
-    v = common.versions()
-    print(f"- machine: {common.cpu_model()}, {os.cpu_count()} cores, {args.threads} used")
-    print("- versions: " + ", ".join(f"{k} {val}" for k, val in v.items()))
-    print(f"- {args.rounds} rounds, settings interleaved; median of {args.reps} calls each")
-    print(f"- load average at start (1, 5, 15 min): {common.load_average()}", flush=True)
+    print("### XLA:CPU flags\n", flush=True)
+    lines = [line for line in common.machine_lines() if not line.startswith("- XLA_FLAGS")]
+    print("\n".join(lines))
+    print(
+        f"- {args.threads} threads per worker; {args.rounds} rounds, settings interleaved; "
+        f"median of {args.reps} calls each",
+        flush=True,
+    )
     results: dict[str, list[dict[str, float]]] = {s: [] for s in settings}
     described: dict[str, str] = {}
     t0 = time.perf_counter()
@@ -223,8 +224,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             print(f"  round {r + 1}: {s} done ({time.perf_counter() - t0:.0f} s)", flush=True)
     for s in settings:
         print(f"- {s}: XLA_FLAGS {described[s]}")
-    print(f"- load average at end (1, 5, 15 min): {common.load_average()}")
-    print(f"- wall time: {time.perf_counter() - t0:.0f} s\n")
+    print("\n".join(common.end_lines(t0)) + "\n")
     keys = list(results[REFERENCE][0])
     others = [s for s in settings if s != REFERENCE]
     headers = ["case", f"{REFERENCE} ms", *(f"{s}/{REFERENCE}" for s in others)]
