@@ -1,16 +1,14 @@
 """Keeps freed host memory for reuse: glibc ``malloc`` settings for XLA:CPU training loops.
 
-Every execution of a compiled XLA:CPU program allocates its temporary buffers (one
-block of hundreds of megabytes for a CNN training step: 300 MB for ResNet-20 at batch
-128) and frees them at the end. glibc serves blocks that large with a fresh ``mmap`` and
-returns them with ``munmap``, so every step touches its working memory for the first
-time again: the kernel maps and zeroes it one 4 KiB page at a time. Measured on the
-2-core development machine (docs/RESULTS.md, "CPU training steps, second pass" and
-"CPU, sixth pass"): 73,000-92,000 page faults and 220-330 ms of system time per
-ResNet-20 training step (batch 128), 155,000 faults per airbench94 step.
+Every execution of a compiled XLA:CPU program allocates its temporary buffers (hundreds
+of megabytes for a CNN training step) and frees them at the end. glibc serves blocks
+that large with a fresh ``mmap`` and returns them with ``munmap``, so every step touches
+its working memory for the first time again and the kernel maps and zeroes it one page
+at a time. ``reuse_host_memory(strategy)`` makes freed memory stay in the process, to be
+handed out again (page faults and step times measured with and without it:
+docs/ENGINEERING.md, "CPU tuning").
 
-``reuse_host_memory(strategy)`` makes freed memory stay in the process, to be handed out
-again. Both strategies set two ``mallopt`` parameters:
+Both strategies set two ``mallopt`` parameters:
 
 * ``M_MMAP_MAX = 0``: no ``mmap`` for large blocks, which come from the heap;
 * ``M_TRIM_THRESHOLD = 2**31 - 1``: free memory at the top of the heap is not returned.
@@ -27,22 +25,15 @@ arena (the one of the process's first thread) grows without that limit.
   other threads (tf.data's, XLA's workers) keep their own arenas. The cost: the call of
   a jitted function on the CPU returns when its result is ready, so host-side work
   between steps (fetching the next batch, logging) no longer overlaps the step, which
-  costs a job of short steps more than the page faults did: one epoch of the default
-  LeNet-5 job (937 steps of about 11 ms) trained in 13.6 and 19.7 s with it against
-  10.4 and 11.2 s without. Programs that span several devices are still dispatched
-  asynchronously (JAX's rule). It must be applied before JAX starts its CPU backend (the
-  first computation or ``jax.devices()``). The reuse is not perfect either: in a
-  program with a 128 MiB temporary run ten times, 0-5 of the last nine runs (median 0,
-  20 processes) still found the heap too fragmented and grew it.
-* ``'one_arena'``: ``M_ARENA_MAX = 1``, one arena for all threads, created afterwards
-  (threads that allocated before keep their own). Dispatch stays asynchronous, but every
-  thread shares one lock: one epoch of the default LeNet-5 job (batch 64, tf.data
-  threads allocating beside XLA's) trained in 15.0-15.8 s with it against 11.2-11.7 s
-  without. And the reuse is partial: a run's buffers are freed asynchronously,
-  sometimes after the next run has allocated its own, and the heap grows (and faults)
-  again. Profiled ResNet-20 steps: 28,345 faults per step with it, 2,240 with
-  ``'calling_thread'``, 90,264 with glibc's defaults (``python -m
-  benchmarks.profile_step_cpu --model resnet20 --host-memory ...``).
+  can cost a job of short steps more than the page faults did. Programs that span
+  several devices are still dispatched asynchronously (JAX's rule). It must be applied
+  before JAX starts its CPU backend (the first computation or ``jax.devices()``). Reuse
+  is likely, not certain: a fragmented heap still grows now and then.
+* ``'one_arena'``: ``M_ARENA_MAX = 1``, one arena for all threads created afterwards
+  (threads that allocated before keep their own). Dispatch stays asynchronous, but
+  every thread shares one lock, and reuse is partial: a run's buffers are freed
+  asynchronously, sometimes after the next run has allocated its own, and the heap
+  grows (and faults) again.
 
 The cost of both: the process keeps its peak heap until it exits. The library never
 calls this on import. ``python -m experiments.main --host_memory=...`` and the
