@@ -5,11 +5,13 @@
   ``../shared/data``) or through tensorflow-datasets (``source='tfds'``); decoded
   arrays are cached as ``.npz`` files (``config.cache_dir``, ``CNN_JAX_CACHE_DIR`` or
   ``~/.cache/cnn_jax``). See :mod:`cnn_jax.data.datasets`.
-* :func:`input_pipeline` turns a split into per-process, shuffled, resumable batches;
-  :func:`prefetch_to_device` overlaps their transfer with compute. See
-  :mod:`cnn_jax.data.pipeline`.
+* :func:`input_pipeline` (:mod:`cnn_jax.data.pipeline`) turns a split into
+  per-process, shuffled, resumable batches (:class:`BatchIterator`,
+  :mod:`cnn_jax.data.batching`); :func:`prefetch_to_device` overlaps their transfer with
+  compute (:mod:`cnn_jax.data.device`).
 * :mod:`cnn_jax.data.preprocess`: standardization, mean subtraction, padding.
-* :mod:`cnn_jax.data.augmentations`: jit-able augmentations by name (:func:`augment`).
+* :mod:`cnn_jax.data.augmentations`: jit-able augmentations by name (:func:`augment`),
+  one module per kind (geometric, color, noise, filters).
 * :func:`safe_extract`: unpacking archives without path traversal or links.
 """
 
