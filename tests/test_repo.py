@@ -72,3 +72,39 @@ def test_notebooks_run_and_are_stripped(tmp_path, monkeypatch):
             source = "".join(cell["source"])
             exec(compile(source, f"{path.name}", "exec"), namespace)
     assert os.getcwd() == str(tmp_path)
+
+
+def test_readme_tree_shows_every_package():
+    tree = re.search(r"## What is here\n+```\n(.*?)```", README, re.S).group(1)
+    packages = [p.parent.name for p in (ROOT / "cnn_jax").glob("*/__init__.py")]
+    for name in [*packages, "experiments", "benchmarks", "notebooks", "docs", "tests"]:
+        assert re.search(rf"^\s*{name}/", tree, re.M), f"README's tree lacks {name}/"
+
+
+def test_readme_has_no_dated_measurements_and_says_how_to_run_slow_tests():
+    assert not re.search(r"20\d\d-\d\d-\d\d", README)
+    assert "python -m pytest -m slow" in README
+    for section in ("Using a layer from another JAX project", "Using cnn_jax from flax.nnx"):
+        assert f"## {section}" in README
+
+
+def _headings(path):
+    return [h.strip() for h in re.findall(r"^#+ (.*)$", path.read_text(), re.M)]
+
+
+def test_docs_are_ordered_by_topic_and_cited_sections_exist():
+    """No 'issue N' headings; every `docs/X.md, "Section"` cited in the code is a heading."""
+    docs = {name: ROOT / "docs" / name for name in ("RESULTS.md", "ENGINEERING.md")}
+    for path in docs.values():
+        assert not [h for h in _headings(path) if re.search(r"issues? \d", h)], path.name
+    assert "CPU tuning" in _headings(docs["ENGINEERING.md"])
+    cited = re.compile(r"docs/(RESULTS|ENGINEERING)\.md`*[,;]?\s+(?:section\s+)?\(?\"([^\"]+)\"")
+    stale = []
+    sources = [ROOT / "README.md", *ROOT.glob("tests/*.py")]
+    for package in ("cnn_jax", "experiments", "benchmarks"):
+        sources += ROOT.glob(f"{package}/**/*.py")
+    for path in sources:
+        for doc, section in cited.findall(re.sub(r"\s*\n\s*(#:?)?\s*", " ", path.read_text())):
+            if not any(section.lower() in h.lower() for h in _headings(docs[f"{doc}.md"])):
+                stale.append(f"{path.relative_to(ROOT)}: docs/{doc}.md, {section!r}")
+    assert not stale, stale

@@ -16,18 +16,15 @@ epoch, cosine decay to 0), label smoothing 0.1, random 28x28 crops of the image 
 by 2 pixels (edge-replicated: the padding is background), batch 32, 3 epochs.
 
 Batch 32 rather than 64 or 128: on XLA:CPU the kernel gradient of the 28x28, 32-channel
-convolutions slows down more than in proportion to the batch (on this 2-core machine
-the JAX time per example grew 1.3-1.7x from batch 32 to 64 and a little more to 128,
-while PyTorch's stayed flat or fell), so small batches give the shortest JAX epochs; see
-``python -m benchmarks.mnist_time_to_99 --step-times=32,64,128`` and docs/RESULTS.md.
+convolutions slows down more than in proportion to the batch, while PyTorch's does not,
+so small batches give the shortest JAX epochs (``python -m benchmarks.mnist_time_to_99
+--step-times=32,64,128``; docs/RESULTS.md, "Training speed: CNN on MNIST against PyTorch
+CPU").
 
-Result (2026-11-23, AMD EPYC, 2 cores shared with other jobs: load average 1.0 before,
-3.5 after; jax 0.10.2, flax 0.12.8): **99.56%** test accuracy after 3 epochs (5,625
-steps; 99.08% after 1 epoch, 99.29% after 2), 14 min 15 s wall for the whole command
-(training 779 s, compile 3.9 s, the rest evaluations, checkpoints and start-up; the
-process got 1.11 of the 2 cores on average). The same recipe at batch 64: 99.49% in
-19 min 53 s under a heavier load (0.93 cores). docs/RESULTS.md, "CNN on MNIST: accuracy
-and time to 99% vs PyTorch (issue 4)", has the record and the PyTorch comparison.
+Result: 99.56% test accuracy (test loss 0.1086) after the 3 epochs with the command
+above: entry ``cnn_mnist`` of the results ledger (docs/results/ledger.json, with its
+hardware, date, code revision and wall time; the table in docs/RESULTS.md, "Accuracy").
+``python -m benchmarks.reproduce --only cnn_mnist`` reruns it and reports any drift.
 """
 
 from experiments.configs.common import base_config, parse_variants, runlocal
