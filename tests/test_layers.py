@@ -1,5 +1,6 @@
 """The flax.linen convolution layers and the initializers by name."""
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -122,8 +123,6 @@ def test_unshared_kernels_have_the_scale_of_a_conv_kernel():
 @pytest.mark.parametrize("kernel_size,c_in,features", [(3, 128, 5), ((3, 3), 16, 8)])
 def test_conv_transpose_default_init_std_uses_the_forward_fan_in(kernel_size, c_in, features):
     """The documented scale: ``1 / sqrt(prod(window) * features)``, not flax's ``* C_in``."""
-    import flax.linen as nn
-
     window = (kernel_size,) if isinstance(kernel_size, int) else kernel_size
     x = jnp.zeros((1, *(8,) * len(window), c_in))
     kernel = layers.ConvTranspose(features, kernel_size).init(KEY, x)["params"]["kernel"]
