@@ -15,8 +15,9 @@ baseline, new; ...), so that load from other processes hits both alike.
 What is compared is the training loop's own time: the launcher's ``metrics.jsonl``
 gives the examples per second of every logging window, measured from after the train
 step's compilation and without the evaluations; the first window (the first steps
-after compiling) is left out. A job's time per step is the sum of its windows' times
-over their steps. The ratio is new/baseline of the median time per step (below 1: the
+after compiling) is left out. A job's time per step is the median over its windows of
+the window's time per step (a burst of load from other processes spoils one window, not
+the job). The ratio is new/baseline of the median time per step (below 1: the
 new tree trains faster), with the range of the per-round ratios. Process start-up,
 compilation and evaluation are reported, not compared.
 
@@ -100,7 +101,7 @@ def window_times(metrics_jsonl: Path, batch_size: int) -> list[tuple[int, float]
 
 
 def compile_seconds(output: str) -> float | None:
-    """``compile_seconds`` from the launcher's summary line, if it printed one."""
+    """``compile_seconds`` from the launcher's summary line, if it printed or logged one."""
     for line in output.splitlines():
         if "compile_seconds=" in line:
             value = line.split("compile_seconds=", 1)[1].split(",", 1)[0].strip()
@@ -130,9 +131,8 @@ def run_job(
             raise SystemExit(f"{name} job failed ({shlex.join(cmd)}):\n{output[-3000:]}")
         windows = window_times(workdir / "metrics.jsonl", batch_size)
         timed = windows[1:] or windows  # the first window holds the first calls' costs
-        steps = sum(s for s, _ in timed)
-        step_s = sum(t for _, t in timed) / steps
-        return Job(name, round_, step_s, steps, wall, compile_seconds(output))
+        step_s = statistics.median(t / n for n, t in timed)
+        return Job(name, round_, step_s, sum(n for n, _ in timed), wall, compile_seconds(output))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -157,7 +157,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=600, help="training steps per job")
     p.add_argument("--log-every", type=int, default=100, help="steps per logging window")
     p.add_argument("--batch-size", type=int, default=64, help="batch size (default 64)")
-    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds (>= 3)")
+    p.add_argument("--rounds", type=int, default=4, help="interleaved rounds (>= 3; default 4)")
     p.add_argument(
         "--threads",
         type=int,
@@ -274,7 +274,8 @@ def report(
         )
     print(
         common.markdown_table(
-            ["tree", "ms/step median (range)", "steps/s", "compile s", "process wall s"], rows
+            ["tree", "ms/step median (range)", "steps/s", "compile s (if logged)", "process s"],
+            rows,
         )
     )
     print(
