@@ -18,7 +18,8 @@ same variable tree (``model.conv1['kernel']`` is linen's
 and linen checkpoints load unchanged (``load_linen_variables``), and cnn_jax's
 conventions (PyTorch-style ``BatchNorm`` momentum and unbiased running variance,
 initializers, fast paths) hold in both. The price is a linen ``apply`` per call,
-paid at trace time: under ``nnx.jit`` the compiled program is linen's.
+paid at trace time: under ``nnx.jit`` the computation is linen's (plus the draw of
+the call's keys).
 
 What the wrapper adds to ``ToNNX`` (see :mod:`cnn_jax.nnx.wrapper`): initialization
 from a sample or a ``jax.ShapeDtypeStruct`` under ``jit``; the ``train`` flag driven by

@@ -2,8 +2,8 @@
 
 ``cnn_jax.nnx.X(*args, rngs=..., **kwargs)`` builds ``cnn_jax.layers.X`` /
 ``cnn_jax.models.X`` with the same arguments and wraps it in a :class:`Bridged`
-initialized on a zero batch of one (a ``jax.ShapeDtypeStruct``: nothing is computed
-but the initializers):
+initialized under ``jax.jit`` on a zero batch of one (no input array is allocated; the
+forward pass, whose result is unused, is dropped by the compiler):
 
 * models take an optional ``input_shape`` (one example, no batch axis), by default the
   size the architecture was published for (``DEFAULT_INPUT_SHAPES``); only models that

@@ -86,8 +86,8 @@ def _init_variables(
     """``module.init(keys, *args, **kwargs)`` under ``jax.jit``.
 
     Array leaves of the sample are traced (``ShapeDtypeStruct`` leaves become zeros
-    inside the computation); everything else is static. Only the initializers run:
-    the forward pass does not feed the result and is dropped by the compiler.
+    inside the computation); everything else is static. The forward pass does not feed
+    the result, so the compiler drops it.
     """
     leaves, treedef = jax.tree.flatten((args, kwargs))
     traced = [i for i, leaf in enumerate(leaves) if _is_array(leaf)]
@@ -168,7 +168,6 @@ class Bridged(nnx.bridge.ToNNX):
         rngs = _as_rngs(rngs)
         super().__init__(module, rngs=rngs)
         self.deterministic = False
-        self.to_nnx__takes_train = _takes_train(type(module).__call__)
         if variables is None:
             if not sample_args and not sample_kwargs:
                 raise ValueError(
