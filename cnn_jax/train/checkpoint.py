@@ -37,6 +37,20 @@ class Checkpointer:
         """The step of the newest complete checkpoint, or None."""
         return self._manager.latest_step()
 
+    def saved_keys(self, step: int | None = None) -> frozenset[str]:
+        """The top-level keys of a saved tree (default: the newest checkpoint's).
+
+        Args:
+          step: which checkpoint.
+
+        Raises:
+          FileNotFoundError: if there is no checkpoint.
+        """
+        step = self.latest_step() if step is None else step
+        if step is None:
+            raise FileNotFoundError(f"no checkpoint in {self.directory}")
+        return frozenset(self._manager.item_metadata(step).keys())
+
     def restore(self, target: Any = None, step: int | None = None) -> Any:
         """Restores a checkpoint, into the structure, shapes and shardings of ``target``.
 

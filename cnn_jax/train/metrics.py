@@ -115,6 +115,7 @@ class Progress:
         self.enabled = enabled
         self._t0 = time.perf_counter()
         self._tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self._open_line = False  # a TTY bar drawn without its newline
 
     def update(self, step: int, info: Mapping[str, Any] | None = None) -> None:
         """Shows the state at ``step``.
@@ -137,11 +138,19 @@ class Progress:
         line = (f"[{bar}] {step}/{self.total} {rate:.1f} steps/s ETA {_fmt(eta)} {extra}").rstrip()
         if self._tty:
             self.stream.write("\r" + line)
-            if step >= self.total:
+            self._open_line = step < self.total
+            if not self._open_line:
                 self.stream.write("\n")
         else:
             self.stream.write(line + "\n")
         self.stream.flush()
+
+    def end_line(self) -> None:
+        """Ends a bar drawn on a terminal, so that a log line starts on a line of its own."""
+        if self._open_line:
+            self.stream.write("\n")
+            self.stream.flush()
+            self._open_line = False
 
 
 def _fmt(seconds: float) -> str:

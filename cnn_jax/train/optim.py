@@ -9,9 +9,9 @@ Config keys (all under ``config.optim``):
   ``milestones``, given in epochs: "divide by 10 at epochs 30, 60, 90"),
   ``'exponential'`` (``decay_factor`` per epoch); all with ``warmup_epochs`` of linear
   warm-up;
-* ``reduce_on_plateau``: "divide by 10 on plateau" (``optax.contrib.reduce_on_plateau``
-  on the training loss, ``plateau_factor``, ``plateau_patience`` steps,
-  ``plateau_cooldown``), stacked on any schedule;
+* ``reduce_on_plateau``: "divide by 10 when the validation accuracy plateaus", a
+  scale on the updates that the loop sets after each evaluation
+  (:mod:`cnn_jax.train.plateau`), stacked on any schedule;
 * ``weight_decay``: L2 decay added to the gradient for SGD/RMSProp/Adam (applied to
   kernels only: arrays with more than one dimension) and the decoupled decay of
   AdamW (likewise masked);
@@ -26,35 +26,12 @@ import jax
 import optax
 from ml_collections import ConfigDict
 
+from cnn_jax.train.config import OPTIM_KEYS
+
 __all__ = ["OPTIMIZERS", "OPTIM_KEYS", "SCHEDULES", "make_optimizer", "make_schedule"]
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 SCHEDULES = ("constant", "cosine", "step", "exponential")
-#: Every key of ``config.optim`` that is read.
-OPTIM_KEYS = frozenset(
-    {
-        "name",
-        "learning_rate",
-        "momentum",
-        "nesterov",
-        "b1",
-        "b2",
-        "eps",
-        "decay",
-        "schedule",
-        "warmup_epochs",
-        "end_lr_factor",
-        "milestones",
-        "decay_factor",
-        "weight_decay",
-        "grad_clip_norm",
-        "reduce_on_plateau",
-        "plateau_factor",
-        "plateau_patience",
-        "plateau_cooldown",
-        "plateau_accumulation",
-    }
-)
 
 
 def make_schedule(optim: ConfigDict, steps_per_epoch: int, num_steps: int) -> optax.Schedule:
@@ -119,8 +96,7 @@ def make_optimizer(
       num_steps: total training steps.
 
     Returns:
-      ``(optimizer, schedule)``. With ``reduce_on_plateau`` the optimizer's ``update``
-      needs ``value=loss`` (``optax.contrib.reduce_on_plateau`` semantics).
+      ``(optimizer, schedule)``.
 
     Raises:
       ValueError: for an unknown optimizer or invalid hyper-parameters.
@@ -167,13 +143,4 @@ def make_optimizer(
         )
     else:
         raise ValueError(f"`optim.name` (={name!r}) must be one of {OPTIMIZERS}")
-    if optim.get("reduce_on_plateau", False):
-        chain.append(
-            optax.contrib.reduce_on_plateau(
-                factor=float(optim.get("plateau_factor", 0.1)),
-                patience=int(optim.get("plateau_patience", 10)),
-                cooldown=int(optim.get("plateau_cooldown", 0)),
-                accumulation_size=int(optim.get("plateau_accumulation", 1)),
-            )
-        )
     return optax.chain(*chain), schedule

@@ -1,4 +1,4 @@
-"""The training state: parameters, batch statistics, optimizer state and step."""
+"""The training state: parameters, batch statistics, optimizer state, step, plateau."""
 
 from __future__ import annotations
 
@@ -10,13 +10,20 @@ import jax.numpy as jnp
 import optax
 from flax.training import train_state
 
+from cnn_jax.train.plateau import init_plateau
+
 __all__ = ["TrainState", "count_params", "create_train_state"]
 
 
 class TrainState(train_state.TrainState):
-    """``flax.training.train_state.TrainState`` plus the model's ``batch_stats``."""
+    """``flax.training.train_state.TrainState`` plus ``batch_stats`` and ``plateau``.
+
+    ``plateau`` is the reduce-on-plateau state (``cnn_jax.train.plateau.init_plateau``;
+    its ``scale`` multiplies the updates when the train step is told so), or None.
+    """
 
     batch_stats: Any = None
+    plateau: Any = None
 
     def variables(self, params: Any | None = None) -> dict[str, Any]:
         """The variables to ``apply`` the model with (``params`` overrides the state's)."""
@@ -27,20 +34,24 @@ class TrainState(train_state.TrainState):
 
     def checkpoint_tree(self) -> dict[str, Any]:
         """The arrays a checkpoint holds (no functions)."""
-        return {
+        tree = {
             "step": self.step,
             "params": self.params,
             "batch_stats": self.batch_stats,
             "opt_state": self.opt_state,
         }
+        if self.plateau is not None:
+            tree["plateau"] = self.plateau
+        return tree
 
     def restore(self, tree: dict[str, Any]) -> TrainState:
-        """Returns this state with the arrays of a checkpoint tree."""
+        """Returns this state with the arrays of a checkpoint tree (``plateau`` if it has one)."""
         return self.replace(
             step=tree["step"],
             params=tree["params"],
             batch_stats=tree["batch_stats"],
             opt_state=tree["opt_state"],
+            plateau=tree.get("plateau", self.plateau),
         )
 
 
@@ -56,14 +67,20 @@ def create_train_state(
       input_shape: a batch shape, e.g. ``(1, 32, 32, 1)``.
 
     Returns:
-      A fresh ``TrainState`` at step 0.
+      A fresh ``TrainState`` at step 0, its ``plateau`` at ``init_plateau()``.
     """
     variables = model.init(
         {"params": rng, "dropout": rng}, jnp.zeros(input_shape, jnp.float32), train=False
     )
     params = variables["params"]
     batch_stats = variables.get("batch_stats", {})
-    return TrainState.create(apply_fn=model.apply, params=params, tx=tx, batch_stats=batch_stats)
+    return TrainState.create(
+        apply_fn=model.apply,
+        params=params,
+        tx=tx,
+        batch_stats=batch_stats,
+        plateau=jax.tree.map(jnp.asarray, init_plateau()),
+    )
 
 
 def count_params(params: Any) -> int:

@@ -85,7 +85,9 @@ def train_step(
       schedule: the learning-rate schedule (for logging).
       label_smoothing: see ``cross_entropy``.
       axis_name: the ``pmap`` axis, or None.
-      uses_plateau: pass the loss to the optimizer (``reduce_on_plateau``).
+      uses_plateau: multiply the optimizer's updates by ``state.plateau['scale']`` (the
+        learning-rate scale of ``reduce_on_plateau``, set by the loop after each
+        evaluation; ``cnn_jax.train.plateau``).
       augment_ops: on-device augmentations (``cnn_jax.data.augment``), drawn from the
         step's key.
       aux_loss_weight: weight of the cross-entropy of every auxiliary classifier (the
@@ -138,8 +140,11 @@ def train_step(
     if axis_name is not None:
         grads = lax.pmean(grads, axis_name)
         loss, main_loss, accuracy = lax.pmean((loss, main_loss, accuracy), axis_name)
-    extra = {"value": loss} if uses_plateau else {}
-    updates_, opt_state = state.tx.update(grads, state.opt_state, state.params, **extra)
+    updates_, opt_state = state.tx.update(grads, state.opt_state, state.params)
+    lr_scale = 1.0
+    if uses_plateau:
+        lr_scale = state.plateau["scale"]
+        updates_ = jax.tree.map(lambda u: u * lr_scale.astype(u.dtype), updates_)
     new_state = state.replace(
         step=state.step + 1, opt_state=opt_state, params=optax.apply_updates(state.params, updates_)
     )
@@ -150,8 +155,7 @@ def train_step(
         "accuracy": accuracy,
         **({"main_loss": main_loss} if aux_loss_weight else {}),
         "grad_norm": optax.tree.norm(grads),
-        "learning_rate": jnp.asarray(schedule(state.step), jnp.float32)
-        * (optax.tree_utils.tree_get(opt_state, "scale") if uses_plateau else 1.0),
+        "learning_rate": jnp.asarray(schedule(state.step), jnp.float32) * lr_scale,
     }
     return new_state, metrics
 

@@ -2,69 +2,20 @@
 
 from __future__ import annotations
 
-from ml_collections import ConfigDict, config_dict
+from ml_collections import ConfigDict
+
+from cnn_jax.train.config import default_config
 
 
 def base_config() -> ConfigDict:
     """Returns a config with every key the training loop reads, at its default.
 
+    The list and its defaults live in ``cnn_jax.train.config.default_config``.
+
     Returns:
       An unlocked ``ConfigDict``; a config file sets what its study needs.
     """
-    c = ConfigDict()
-    c.model = ""
-    c.model_kwargs = ConfigDict()
-    # Data (cnn_jax.data.input_pipeline).
-    c.dataset = ""
-    c.data_dir = config_dict.placeholder(str)  # default: $CNN_JAX_DATA_DIR or ../shared/data
-    c.cache_dir = config_dict.placeholder(str)  # default: $CNN_JAX_CACHE_DIR or ~/.cache
-    c.source = "local"  # or "tfds"
-    c.tfds_data_dir = config_dict.placeholder(str)
-    c.dataset_options = ConfigDict()
-    c.normalization = config_dict.placeholder(str)
-    c.pad_to = config_dict.placeholder(int)
-    c.shuffle = True
-    c.augment = ()  # names or (name, kwargs) pairs of cnn_jax.data.augmentations
-    # Optimization (cnn_jax.train.optim).
-    c.batch_size = 128
-    c.eval_batch_size = 1000
-    c.num_epochs = config_dict.placeholder(int)
-    c.num_train_steps = config_dict.placeholder(int)
-    c.optim = ConfigDict(
-        dict(
-            name="sgd",
-            learning_rate=0.1,
-            momentum=0.9,
-            nesterov=False,
-            b1=0.9,
-            b2=0.999,
-            eps=1e-8,
-            decay=0.9,
-            schedule="cosine",
-            warmup_epochs=0.0,
-            end_lr_factor=0.0,
-            milestones=(),
-            decay_factor=0.1,
-            weight_decay=0.0,
-            grad_clip_norm=config_dict.placeholder(float),
-            reduce_on_plateau=False,
-            plateau_factor=0.1,
-            plateau_patience=10,
-            plateau_cooldown=0,
-            plateau_accumulation=1,
-        )
-    )
-    c.label_smoothing = 0.0
-    # Run.
-    c.seed = 0
-    c.parallel = "jit"  # or "pmap"
-    c.half_precision = False  # bf16 compute, float32 parameters
-    c.log_every_steps = 100
-    c.eval_every_steps = config_dict.placeholder(int)  # default: every epoch
-    c.checkpoint_every_steps = config_dict.placeholder(int)  # default: every epoch
-    c.keep_checkpoints = 3
-    c.progress_bar = True
-    return c
+    return default_config()
 
 
 def runlocal(c: ConfigDict, steps: int = 20) -> ConfigDict:

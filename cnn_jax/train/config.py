@@ -1,0 +1,184 @@
+"""The training config: every key ``train_and_evaluate`` reads, its default, and its checks.
+
+:func:`default_config` is the one list of keys. Experiment files start from it and
+set what their study needs; the launcher locks the result, so every key listed here
+(and only those) can be set from the command line, e.g.
+``--config.init_from.name=resnet18 --config.init_from.path=w.pth``.
+:func:`validate_config` rejects a key that is not in it, naming the key.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+from ml_collections import ConfigDict, config_dict
+
+__all__ = [
+    "FREE_FORM",
+    "KNOWN_KEYS",
+    "OPTIM_KEYS",
+    "REQUIRED",
+    "default_config",
+    "validate_config",
+]
+
+
+def default_config() -> ConfigDict:
+    """Returns a config holding every key the training loop reads, at its default.
+
+    Returns:
+      An unlocked ``ConfigDict``.
+    """
+    c = ConfigDict()
+    # Model (cnn_jax.models).
+    c.model = ""  # a cnn_jax.models.MODELS name (required)
+    c.model_kwargs = ConfigDict()  # the model's constructor arguments (free form)
+    c.half_precision = False  # bfloat16 compute, float32 parameters
+    # Data (cnn_jax.data.input_pipeline).
+    c.dataset = ""  # a cnn_jax.data.load_dataset name (required)
+    c.data_dir = config_dict.placeholder(str)  # default: $CNN_JAX_DATA_DIR or ../shared/data
+    c.cache_dir = config_dict.placeholder(str)  # default: $CNN_JAX_CACHE_DIR or ~/.cache
+    c.source = "local"  # "local" files or "tfds"
+    c.tfds_data_dir = config_dict.placeholder(str)  # tfds's data_dir with source="tfds"
+    c.dataset_options = ConfigDict()  # options of the data set's loader (free form)
+    c.normalization = config_dict.placeholder(str)  # standardize, channel_mean, mean_image
+    c.pad_to = config_dict.placeholder(int)  # zero-pad the images to this side
+    c.shuffle = True  # shuffle the training set every epoch
+    c.augment = ()  # names or (name, kwargs) pairs of cnn_jax.data.augmentations
+    # Run length and batches.
+    c.batch_size = 128  # global training batch (over every device and process)
+    c.eval_batch_size = 1000  # global evaluation batch
+    c.num_epochs = config_dict.placeholder(int)  # run length in epochs, or
+    c.num_train_steps = config_dict.placeholder(int)  # in steps (set exactly one)
+    # Optimization (cnn_jax.train.optim).
+    c.optim = ConfigDict(
+        dict(
+            name="sgd",  # sgd, adam, adamw or rmsprop
+            learning_rate=0.1,  # peak learning rate
+            momentum=0.9,  # sgd and rmsprop momentum (0: none)
+            nesterov=False,  # sgd: Nesterov momentum
+            b1=0.9,  # adam(w): first-moment decay
+            b2=0.999,  # adam(w): second-moment decay
+            eps=1e-8,  # adam(w), rmsprop: denominator epsilon
+            decay=0.9,  # rmsprop: squared-gradient decay
+            schedule="cosine",  # constant, cosine, step or exponential
+            warmup_epochs=0.0,  # linear warm-up from 0, in epochs
+            end_lr_factor=0.0,  # cosine: final learning rate / peak
+            milestones=(),  # step: epochs at which to multiply by decay_factor
+            decay_factor=0.1,  # step: factor per milestone; exponential: factor per epoch
+            weight_decay=0.0,  # L2 on kernels (decoupled for adamw)
+            grad_clip_norm=config_dict.placeholder(float),  # clip the global gradient norm
+            # Divide the learning rate when a metric stops improving (cnn_jax.train.plateau).
+            reduce_on_plateau=ConfigDict(
+                dict(
+                    metric=config_dict.placeholder(str),  # e.g. test_accuracy; None: off
+                    mode=config_dict.placeholder(str),  # max or min; None: from the metric
+                    factor=0.1,  # multiply the learning rate by this on a plateau
+                    patience=10,  # observations without improvement before a drop
+                    min_delta=0.0,  # an improvement must exceed this
+                    cooldown=0,  # observations ignored after a drop
+                    min_scale=0.0,  # the scale of the learning rate stops at this
+                )
+            ),
+        )
+    )
+    c.label_smoothing = 0.0  # mass spread uniformly over the classes
+    c.aux_loss_weight = 0.0  # weight of every auxiliary classifier's loss (GoogLeNet: 0.3)
+    # Transfer learning (cnn_jax.train.transfer, cnn_jax.weights).
+    c.init_from = ConfigDict(
+        dict(
+            source="torchvision",  # torchvision or keras
+            name=config_dict.placeholder(str),  # a weights spec name, e.g. resnet18; None: off
+            path=config_dict.placeholder(str),  # the weights file
+            reinit=(),  # module-path patterns left at their fresh initialization
+        )
+    )
+    c.freeze = ()  # module-path patterns trained no further (their BatchNorm frozen too)
+    # Run.
+    c.seed = 0  # initialization, shuffling, dropout and augmentation
+    c.parallel = "jit"  # "jit" (sharded batch) or "pmap"
+    c.log_every_steps = 100  # training metrics every this many steps
+    c.eval_every_steps = config_dict.placeholder(int)  # default: every epoch
+    c.checkpoint_every_steps = config_dict.placeholder(int)  # default: every epoch
+    c.keep_checkpoints = 3  # the newest checkpoints kept
+    c.progress_bar = True  # a console progress bar (process 0)
+    return c
+
+
+#: Keys every config must have.
+REQUIRED = ("model", "dataset", "batch_size", "optim", "seed")
+#: Blocks whose content is the model's or the data set's, not the loop's.
+FREE_FORM = frozenset({"model_kwargs", "dataset_options"})
+_DEFAULTS = default_config()
+#: Every top-level key the loop and the input pipeline read.
+KNOWN_KEYS = frozenset(_DEFAULTS.keys())
+#: Every key of ``config.optim``.
+OPTIM_KEYS = frozenset(_DEFAULTS.optim.keys())
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _check_keys(config: Any, defaults: ConfigDict, where: str) -> None:
+    """Unknown keys of ``config`` (recursively, outside free-form blocks) are errors."""
+    unknown = sorted(set(config.keys()) - set(defaults.keys()))
+    if unknown:
+        raise ValueError(f"{where} has unknown keys {unknown}; known: {sorted(defaults.keys())}")
+    for key in config:
+        if key in FREE_FORM or not isinstance(defaults[key], ConfigDict):
+            continue
+        value = config[key]
+        if value is not None and hasattr(value, "keys"):
+            _check_keys(value, defaults[key], f"{where}.{key}")
+
+
+def validate_config(config: ConfigDict) -> None:
+    """Checks a training config before anything is built.
+
+    Args:
+      config: the experiment config.
+
+    Raises:
+      ValueError: naming the offending key and value.
+    """
+    import jax  # the device count; deferred so that reading the defaults needs no backend
+
+    missing = [k for k in REQUIRED if k not in config]
+    if missing:
+        raise ValueError(f"config is missing the keys {missing}")
+    _check_keys(config, _DEFAULTS, "config")
+    if config.get("parallel", "jit") not in ("jit", "pmap"):
+        raise ValueError(f"`config.parallel` (={config.parallel!r}) must be 'jit' or 'pmap'")
+    for key in (
+        "batch_size",
+        "eval_batch_size",
+        "checkpoint_every_steps",
+        "eval_every_steps",
+        "log_every_steps",
+        "keep_checkpoints",
+        "num_epochs",
+        "num_train_steps",
+    ):
+        value = config.get(key)
+        if value is not None and (not _is_int(value) or value < 1):
+            raise ValueError(f"`config.{key}` (={value!r}) must be a positive int")
+    n = jax.device_count()
+    for key in ("batch_size", "eval_batch_size"):
+        if key in config and config[key] is not None and int(config[key]) % n:
+            raise ValueError(
+                f"`config.{key}` (={config[key]}) must be divisible by the number of "
+                f"devices (={n}); use a multiple of {n}"
+            )
+    if config.get("num_train_steps") is None and config.get("num_epochs") is None:
+        raise ValueError("set `config.num_epochs` or `config.num_train_steps`")
+    if config.get("num_train_steps") is not None and config.get("num_epochs") is not None:
+        raise ValueError(
+            f"set one of `config.num_epochs` (={config.num_epochs!r}) and "
+            f"`config.num_train_steps` (={config.num_train_steps!r}), not both: the run "
+            "length would be ambiguous (set the other to None)"
+        )
+    from cnn_jax.train import plateau
+
+    plateau.plateau_options(config.optim)  # raises for invalid reduce_on_plateau values

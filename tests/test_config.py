@@ -1,0 +1,171 @@
+"""The training config: one list of keys (default_config), every shipped config and
+variant validates against it, and every key can be set from the command line."""
+
+import ast
+import contextlib
+import importlib
+import os
+import re
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+from absl import flags
+from ml_collections import ConfigDict, config_flags
+
+from cnn_jax.data import resolve_data_dir
+from cnn_jax.train import default_config, validate_config
+from cnn_jax.train import optim as optim_lib
+from cnn_jax.train.config import FREE_FORM, KNOWN_KEYS, OPTIM_KEYS
+from experiments.configs import common
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG_FILES = sorted(p.stem for p in (ROOT / "experiments" / "configs").glob("*.py"))
+CONFIG_FILES = [n for n in CONFIG_FILES if n not in ("__init__", "common")]
+
+
+def _variants(name):
+    """The variants a config file knows, read from its unknown-variant error."""
+    module = importlib.import_module(f"experiments.configs.{name}")
+    with pytest.raises(ValueError, match="unknown config variant") as e:
+        module.get_config("no_such_variant")
+    return module, ast.literal_eval(re.search(r"known: (\[.*\])", str(e.value)).group(1))
+
+
+def _parse(argv):
+    """Parses launcher-style flags with the launcher's locked config flag."""
+    values = flags.FlagValues()
+    argv = ["prog", *argv]
+    config_flags.DEFINE_config_file(
+        "config", None, "", flag_values=values, lock_config=True, sys_argv=argv
+    )
+    with warnings.catch_warnings():  # ml_collections loads the file with load_module()
+        warnings.filterwarnings("ignore", "the load_module", DeprecationWarning)
+        values(argv)
+    return values.config
+
+
+def test_default_config_holds_every_key_the_loop_reads():
+    c = default_config()
+    assert set(c.keys()) == KNOWN_KEYS
+    assert set(c.optim.keys()) == OPTIM_KEYS == optim_lib.OPTIM_KEYS
+    # The keys the loop reads beyond the data pipeline's: all listed, with defaults.
+    for key in ("init_from", "freeze", "aux_loss_weight", "label_smoothing", "keep_checkpoints"):
+        assert key in c
+    assert set(c.init_from.keys()) == {"source", "name", "path", "reinit"}
+    assert c.init_from.name is None and c.freeze == () and c.aux_loss_weight == 0.0
+    assert c.optim.reduce_on_plateau.metric is None
+    assert FREE_FORM <= KNOWN_KEYS
+    # experiments.configs.common re-exports the same defaults.
+    assert common.base_config().to_dict() == c.to_dict()
+
+
+def test_every_key_has_a_comment():
+    """Each key of default_config is set on a line with a comment, or after a comment
+    line (a block)."""
+    source = (ROOT / "cnn_jax" / "train" / "config.py").read_text()
+    body = source[source.index("def default_config") : source.index("#: Keys every config")]
+    lines = body.splitlines()
+    for key in [*KNOWN_KEYS, *OPTIM_KEYS, *default_config().optim.reduce_on_plateau.keys()]:
+        where = [i for i, line in enumerate(lines) if re.match(rf"\s*(c\.)?{key}\s*=", line)]
+        assert where, key
+        assert any("#" in lines[i] or lines[i - 1].strip().startswith("#") for i in where), key
+
+
+def test_unknown_keys_are_named():
+    c = default_config()
+    c.model, c.dataset, c.num_train_steps = "lenet5", "mnist", 4
+    validate_config(c)
+    for path, match in [
+        ("lerning_rate", r"config has unknown keys \['lerning_rate'\]"),
+        ("optim.lr", r"config.optim has unknown keys \['lr'\]"),
+        ("optim.reduce_on_plateau.patince", r"config.optim.reduce_on_plateau has unknown keys"),
+        ("init_from.nme", r"config.init_from has unknown keys \['nme'\]"),
+    ]:
+        bad = default_config()
+        bad.model, bad.dataset, bad.num_train_steps = "lenet5", "mnist", 4
+        *parents, last = path.split(".")
+        node = bad
+        for p in parents:
+            node = node[p]
+        node.unlock()
+        node[last] = 1
+        with pytest.raises(ValueError, match=match):
+            validate_config(bad)
+    # Free-form blocks take any key.
+    c.model_kwargs = ConfigDict({"anything": 1})
+    validate_config(c)
+    c.init_from = None  # a config may drop the block
+    validate_config(c)
+
+
+@pytest.mark.parametrize("name", CONFIG_FILES)
+def test_every_shipped_config_and_variant_validates(name):
+    module, known = _variants(name)
+    validate_config(module.get_config())
+    for variant in known:
+        try:
+            c = module.get_config(variant)
+        except ValueError:  # a variant that needs a companion (e.g. two_tower needs paper)
+            companions = []
+            for other in known:
+                with contextlib.suppress(ValueError):
+                    companions.append(module.get_config(f"{other},{variant}"))
+            assert companions, f"{name}:{variant} is not valid with any other variant"
+            c = companions[0]
+        validate_config(c)
+
+
+@pytest.mark.parametrize("name", CONFIG_FILES)
+def test_init_from_freeze_and_plateau_from_the_command_line(name, tmp_path):
+    """With the launcher's locked config, the transfer keys are settable for any config."""
+    c = _parse(
+        [
+            f"--config={ROOT / 'experiments' / 'configs' / name}.py",
+            "--config.init_from.name=resnet18",
+            f"--config.init_from.path={tmp_path / 'w.pth'}",
+            "--config.init_from.reinit=('/fc/',)",
+            "--config.freeze=('^conv1/',)",
+            "--config.aux_loss_weight=0.3",
+            "--config.optim.reduce_on_plateau.metric=test_accuracy",
+            "--config.optim.reduce_on_plateau.patience=2",
+        ]
+    )
+    assert c.init_from.name == "resnet18" and c.init_from.path == str(tmp_path / "w.pth")
+    assert tuple(c.init_from.reinit) == ("/fc/",) and tuple(c.freeze) == ("^conv1/",)
+    assert c.aux_loss_weight == 0.3
+    assert c.optim.reduce_on_plateau.metric == "test_accuracy"
+    assert c.optim.reduce_on_plateau.patience == 2
+    validate_config(c)
+    with pytest.raises(AttributeError):  # still locked: a typo is an error
+        _parse([f"--config={ROOT / 'experiments' / 'configs' / name}.py", "--config.init_fro=1"])
+
+
+@pytest.mark.skipif(
+    not (resolve_data_dir()[0] / "mnist" / "train-images-idx3-ubyte.gz").exists(),
+    reason="MNIST not found in the data directory (../shared/data or $CNN_JAX_DATA_DIR)",
+)
+def test_launcher_passes_init_from_to_the_loop(tmp_path):
+    """`--config.init_from...` on LeNet-5's config (which sets no init_from) reaches the
+    loop: the run stops at start on the missing weights file, naming it."""
+    missing = tmp_path / "missing.pth"
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "experiments.main",
+            "--config=experiments/configs/lenet5_mnist.py:runlocal",
+            f"--workdir={tmp_path / 'run'}",
+            "--config.init_from.name=resnet18",
+            f"--config.init_from.path={missing}",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "JAX_PLATFORMS": "cpu"},
+    )
+    assert out.returncode != 0
+    assert f"`config.init_from.path` (='{missing}') is not a file" in out.stderr, out.stderr
