@@ -18,7 +18,7 @@ import pytest
 from jax.test_util import check_grads
 
 from cnn_jax import ops
-from cnn_jax.ops import fast
+from cnn_jax.ops import conv_fast, depthwise_fast, fast, fusion
 
 
 @pytest.fixture
@@ -28,9 +28,25 @@ def x64():
 
 
 @pytest.fixture
-def products(monkeypatch):
+def tune(monkeypatch):
+    """Sets a tuning constant of a fast-path module for one test.
+
+    The ops' compiled cores are cached per geometry (``jax.jit``), so the caches are
+    cleared when a constant changes and again when the test ends.
+    """
+
+    def set_constant(module, name, value):
+        monkeypatch.setattr(module, name, value)
+        jax.clear_caches()
+
+    yield set_constant
+    jax.clear_caches()
+
+
+@pytest.fixture
+def products(tune):
     """Every dense kernel derivative through the per-tap products (or im2col)."""
-    monkeypatch.setattr(fast, "TAPS_MIN_CHANNEL_PRODUCT", 0)
+    tune(conv_fast, "TAPS_MIN_CHANNEL_PRODUCT", 0)
 
 
 def _r(rng, *shape):
@@ -252,13 +268,13 @@ def test_conv_matches_lax_full_grid(
 
 
 @pytest.mark.parametrize("by_products", [True, False])
-def test_conv_kernel_derivative_choice(x64, rng, monkeypatch, by_products):
+def test_conv_kernel_derivative_choice(x64, rng, tune, by_products):
     """Both kernel derivatives (products and lax's) are exact; the rule picks one."""
     if by_products:
-        monkeypatch.setattr(fast, "TAPS_MIN_CHANNEL_PRODUCT", 0)
+        tune(conv_fast, "TAPS_MIN_CHANNEL_PRODUCT", 0)
     else:
-        monkeypatch.setattr(fast, "TAPS_MIN_CHANNEL_PRODUCT", 10**9)
-        monkeypatch.setattr(fast, "TAPS_LARGE_IMAGE", (10**9, 10**9))
+        tune(conv_fast, "TAPS_MIN_CHANNEL_PRODUCT", 10**9)
+        tune(conv_fast, "TAPS_LARGE_IMAGE", (10**9, 10**9))
     x, k = _r(rng, 2, 8, 8, 8), _r(rng, 3, 3, 8, 4)
     _assert_same(lambda x, k: ops.conv(x, k, strides=2), (x, k))
     with ops.use_fast_paths(True):
@@ -304,7 +320,7 @@ def test_depthwise_chunk_rule(monkeypatch):
     assert fast.depthwise_chunk((32, 56, 56, 128), 4) == 1
     assert fast.depthwise_chunk((64, 10, 10, 728), 2) == 8  # bfloat16: twice as many
     assert fast.depthwise_chunk((7, 2, 2, 3), 4) == 7  # the whole batch, one step
-    monkeypatch.setattr(fast, "DEPTHWISE_CHUNK_BYTES", 100)
+    monkeypatch.setattr(depthwise_fast, "DEPTHWISE_CHUNK_BYTES", 100)
     assert fast.depthwise_chunk((12, 2, 2, 3), 4) == 2  # 48 B per example
     assert fast.depthwise_chunk((7, 2, 2, 3), 4) == 1  # 7 is prime
     assert fast.depthwise_chunk((5, 9, 9, 9), 4) == 1  # one example over the budget
@@ -316,11 +332,11 @@ def test_depthwise_chunk_rule(monkeypatch):
     ids=["chunks-of-2", "chunks-of-1", "one-chunk"],
 )
 @pytest.mark.parametrize("mult", [1, 2])
-def test_depthwise_kernel_gradient_loop(x64, rng, monkeypatch, n, chunk_bytes, steps, mult):
+def test_depthwise_kernel_gradient_loop(x64, rng, tune, n, chunk_bytes, steps, mult):
     """The kernel derivative's loop over chunks of the batch: same values and
     gradients as lax with one, several and single-example chunks, strided and padded,
     and a loop of the expected length (none for one chunk) in the gradient's program."""
-    monkeypatch.setattr(fast, "DEPTHWISE_CHUNK_BYTES", chunk_bytes)
+    tune(depthwise_fast, "DEPTHWISE_CHUNK_BYTES", chunk_bytes)
     x, k = _r(rng, n, 6, 5, 3), _r(rng, 3, 2, 1, 3 * mult)  # 8 B x 30 x 3 per example
 
     def op(x, k):
@@ -337,7 +353,7 @@ def test_depthwise_kernel_gradient_loop(x64, rng, monkeypatch, n, chunk_bytes, s
 
 
 @pytest.mark.parametrize("explicit", [False, True])
-def test_depthwise_loop_with_a_sharded_batch(rng, monkeypatch, explicit):
+def test_depthwise_loop_with_a_sharded_batch(rng, tune, explicit):
     """A batch sharded over devices: the loop under XLA's partitioner (Auto axes), the
     plain sum over taps when the sharding is in the types (Explicit axes: JAX can't
     scan over a sharded axis); the same gradients as on one device either way."""
@@ -346,7 +362,7 @@ def test_depthwise_loop_with_a_sharded_batch(rng, monkeypatch, explicit):
 
     from tests.conftest import NUM_CPU_DEVICES
 
-    monkeypatch.setattr(fast, "DEPTHWISE_CHUNK_BYTES", 6 * 6 * 4 * 4 * 2)  # 2 examples
+    tune(depthwise_fast, "DEPTHWISE_CHUNK_BYTES", 6 * 6 * 4 * 4 * 2)  # 2 examples
     x = jnp.asarray(rng.standard_normal((2 * NUM_CPU_DEVICES, 6, 6, 4)), jnp.float32)
     k = jnp.asarray(rng.standard_normal((3, 3, 1, 4)), jnp.float32)
 
@@ -366,9 +382,9 @@ def test_depthwise_loop_with_a_sharded_batch(rng, monkeypatch, explicit):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
 
 
-def test_depthwise_check_grads_in_chunks(x64, rng, monkeypatch):
+def test_depthwise_check_grads_in_chunks(x64, rng, tune):
     """Second order, forward and reverse mode, through a loop of three steps."""
-    monkeypatch.setattr(fast, "DEPTHWISE_CHUNK_BYTES", 8 * 5 * 4 * 2)
+    tune(depthwise_fast, "DEPTHWISE_CHUNK_BYTES", 8 * 5 * 4 * 2)
     args = (_r(rng, 3, 5, 4, 2), _r(rng, 3, 3, 1, 4))
     with ops.use_fast_paths(["depthwise"]):
         check_grads(
@@ -566,15 +582,15 @@ def test_materialized_is_the_identity():
     special = [np.nan, np.inf, -np.inf, -0.0, 0.0, 1.5, -2.25, 1e-45]
     for first in (np.nan, -0.0, 3.0):
         x = np.array([first, *special], np.float32).reshape(3, 3)
-        y = np.asarray(jax.jit(fast._materialized)(jnp.asarray(x)))
+        y = np.asarray(jax.jit(fusion._materialized)(jnp.asarray(x)))
         np.testing.assert_array_equal(np.signbit(y), np.signbit(x))
         np.testing.assert_array_equal(y, x)  # NaN == NaN for assert_array_equal
     empty = jnp.zeros((0, 3))
-    assert fast._materialized(empty).shape == (0, 3)
+    assert fusion._materialized(empty).shape == (0, 3)
     for other in (jnp.arange(6).reshape(2, 3), jnp.array([True, False]), jnp.array([1 + 2j])):
-        np.testing.assert_array_equal(jax.jit(fast._materialized)(other), other)
+        np.testing.assert_array_equal(jax.jit(fusion._materialized)(other), other)
     half = np.asarray(jnp.asarray(x, jnp.bfloat16))
-    out = np.asarray(jax.jit(fast._materialized)(jnp.asarray(half)))
+    out = np.asarray(jax.jit(fusion._materialized)(jnp.asarray(half)))
     np.testing.assert_array_equal(out.view(np.uint16), half.view(np.uint16))  # bit for bit
 
 
@@ -688,7 +704,7 @@ def test_unfused_conv_is_the_identity():
         [special, rng.integers(0, 2**32, 2**16, dtype=np.uint64).astype(np.uint32)]
     )
     x = jax.lax.bitcast_convert_type(jnp.asarray(bits), jnp.float32)
-    y = jax.jit(fast._unfused)(x)
+    y = jax.jit(fusion._unfused)(x)
     np.testing.assert_array_equal(np.asarray(jax.lax.bitcast_convert_type(y, jnp.uint32)), bits)
 
 

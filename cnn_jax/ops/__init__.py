@@ -14,7 +14,7 @@ from cnn_jax.ops.conv import (
     separable_conv,
     tiled_conv,
 )
-from cnn_jax.ops.fast import FAST_PATHS, enabled_fast_paths, use_fast_paths
+from cnn_jax.ops.fast_paths import FAST_PATHS, enabled_fast_paths, use_fast_paths
 from cnn_jax.ops.pool import (
     adaptive_avg_pool,
     adaptive_max_pool,

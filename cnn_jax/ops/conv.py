@@ -9,22 +9,22 @@ code is built, so a bad argument gives an error that names it and its value.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
-import jax.numpy as jnp
-import numpy as np
 from jax import lax
 
-from cnn_jax.ops import fast
+from cnn_jax.ops import conv_fast, conv_transpose_fast
+from cnn_jax.ops._conv_common import PADDING_MODES, add_bias, check_groups, prepare, promote
 from cnn_jax.ops._validate import (
     as_tuple,
     check_array_rank,
     check_precision,
     check_window,
-    is_int,
     spatial_rank,
 )
-from cnn_jax.ops.padding import PaddingLike, Pairs, effective_kernel_size, resolve_padding
+from cnn_jax.ops.conv_local import locally_connected, tiled_conv
+from cnn_jax.ops.geometry import TransposeGeometry
+from cnn_jax.ops.padding import PaddingLike, effective_kernel_size, resolve_padding
 from cnn_jax.ops.shapes import check_output_padding
 
 __all__ = [
@@ -40,92 +40,10 @@ __all__ = [
 Array = Any
 IntOrSeq = int | Sequence[int]
 
-#: ``padding_mode`` values and the ``jnp.pad`` mode each one uses.
-PADDING_MODES = {"zeros": "constant", "reflect": "reflect", "replicate": "edge", "circular": "wrap"}
 
-
-class _Geometry(NamedTuple):
-    n: int
-    strides: tuple[int, ...]
-    dilation: tuple[int, ...]
-    padding: Pairs  # what is left for lax to pad with zeros
-
-
-def _check_padding_mode(padding_mode: str) -> str:
-    if not isinstance(padding_mode, str) or padding_mode not in PADDING_MODES:
-        raise ValueError(
-            f"`padding_mode` (={padding_mode!r}) must be one of "
-            f"{', '.join(map(repr, PADDING_MODES))}"
-        )
-    return padding_mode
-
-
-def _prepare(
-    x: Array,
-    window: Sequence[int],
-    strides: IntOrSeq,
-    padding: PaddingLike,
-    dilation: IntOrSeq,
-    padding_mode: str,
-) -> tuple[Array, _Geometry]:
-    """Resolves strides/dilation/padding, applies non-zero padding modes to ``x``.
-
-    Returns ``x`` (padded if ``padding_mode != 'zeros'``) and the geometry whose
-    ``padding`` is the zero padding still to be done by ``lax``.
-    """
-    n = len(window)
-    s = as_tuple(strides, n, "strides")
-    d = as_tuple(dilation, n, "dilation")
-    mode = _check_padding_mode(padding_mode)
-    spatial = tuple(x.shape[1:-1])
-    pads = resolve_padding(padding, spatial, window, s, d)
-    for dim, (i, k, dd, (lo, hi)) in enumerate(zip(spatial, window, d, pads)):
-        eff = effective_kernel_size(k, dd)
-        if i + lo + hi < eff:
-            raise ValueError(
-                f"kernel size {k} (dilated to {eff}) in spatial dimension {dim} is larger "
-                f"than the padded input ({i} + {lo} + {hi} = {i + lo + hi}); "
-                f"input shape {tuple(x.shape)}, padding {padding!r}"
-            )
-        if mode == "reflect" and max(lo, hi) >= i:
-            raise ValueError(
-                f"padding ({lo}, {hi}) in spatial dimension {dim} must be smaller than the "
-                f"input size (={i}) with padding_mode='reflect'"
-            )
-        if mode == "circular" and max(lo, hi) > i:
-            raise ValueError(
-                f"padding ({lo}, {hi}) in spatial dimension {dim} must not exceed the input "
-                f"size (={i}) with padding_mode='circular'"
-            )
-    if mode != "zeros" and any(lo or hi for lo, hi in pads):
-        x = jnp.pad(x, ((0, 0), *pads, (0, 0)), mode=PADDING_MODES[mode])
-        pads = ((0, 0),) * n
-    return x, _Geometry(n, s, d, pads)
-
-
-def _check_groups(groups: Any, c_in: int) -> int:
-    if not is_int(groups):
-        raise TypeError(f"`groups` must be an int, got {groups!r}")
-    if groups < 1:
-        raise ValueError(f"`groups` (={groups}) must be positive")
-    if c_in % groups:
-        raise ValueError(f"`groups` (={groups}) must divide the input channels (={c_in})")
-    return int(groups)
-
-
-def _add_bias(out: Array, bias: Array | None, shapes: Sequence[tuple[int, ...]]) -> Array:
-    if bias is None:
-        return out
-    bias = jnp.asarray(bias)
-    if tuple(bias.shape) not in shapes:
-        allowed = " or ".join(str(s) for s in shapes)
-        raise ValueError(f"`bias` must have shape {allowed}, got {tuple(bias.shape)}")
-    return out + bias.astype(out.dtype)
-
-
-def _promote(*arrays: Array) -> list[Array]:
-    dtype = jnp.result_type(*arrays)
-    return [jnp.asarray(a, dtype) for a in arrays]
+def _hashable(precision: Any) -> Any:
+    """``precision`` with a list made a tuple (the same to ``lax``; a static argument)."""
+    return tuple(precision) if isinstance(precision, list) else precision
 
 
 def conv(
@@ -177,7 +95,7 @@ def conv(
     check_window(kernel, "kernel", kernel.shape[:-2])
     check_precision(precision)
     c_in = x.shape[-1]
-    groups = _check_groups(groups, c_in)
+    groups = check_groups(groups, c_in)
     if kernel.shape[-2] * groups != c_in:
         raise ValueError(
             f"`kernel` shape {tuple(kernel.shape)} expects {kernel.shape[-2]} x groups "
@@ -187,13 +105,12 @@ def conv(
         raise ValueError(
             f"`groups` (={groups}) must divide the output channels (={kernel.shape[-1]})"
         )
-    x, kernel = _promote(x, kernel)
-    x, g = _prepare(x, kernel.shape[:-2], strides, padding, dilation, padding_mode)
-    # `fast.conv` is `lax.conv_general_dilated` with these arguments, with faster
+    x, kernel = promote(x, kernel)
+    x, g = prepare(x, kernel.shape[:-2], strides, padding, dilation, padding_mode)
+    # `conv_fast.conv` is `lax.conv_general_dilated` with these arguments, with faster
     # derivatives where a fast path is enabled (`cnn_jax.ops.use_fast_paths`).
-    geometry = fast.ConvGeometry(g.strides, tuple(g.padding), g.dilation, groups, precision)
-    out = fast.conv(x, kernel, geometry)
-    return _add_bias(out, bias, [(kernel.shape[-1],)])
+    out = conv_fast.conv(x, kernel, g._replace(groups=groups, precision=_hashable(precision)))
+    return add_bias(out, bias, [(kernel.shape[-1],)])
 
 
 def conv_transpose(
@@ -265,7 +182,7 @@ def conv_transpose(
             f"`y` has {y.shape[-1]} channels but `kernel` {tuple(kernel.shape)} has "
             f"{c_out} output channels (the forward conv's C_out, the last kernel axis)"
         )
-    groups = _check_groups(groups, c_out)
+    groups = check_groups(groups, c_out)
     window = tuple(kernel.shape[:-2])
     s = as_tuple(strides, n, "strides")
     d = as_tuple(dilation, n, "dilation")
@@ -322,13 +239,12 @@ def conv_transpose(
                 f"kernel {window[dim]}, stride {s[dim]}, dilation {d[dim]}"
             )
         lax_pads.append((eff[dim] - 1 - lo, eff[dim] - 1 - hi + a[dim]))
-    y, kernel = _promote(y, kernel)
-    y = fast.keep_input(y)
-    geometry = fast.TransposeGeometry(
-        s, tuple(lax_pads), tuple(lo for lo, _ in pads), d, precision, groups
+    y, kernel = promote(y, kernel)
+    geometry = TransposeGeometry(
+        s, tuple(lax_pads), tuple(lo for lo, _ in pads), d, _hashable(precision), groups
     )
-    out = fast.conv_transpose(y, kernel, geometry)
-    return _add_bias(out, bias, [(kernel.shape[-2] * groups,)])
+    out = conv_transpose_fast.conv_transpose(y, kernel, geometry)
+    return add_bias(out, bias, [(kernel.shape[-2] * groups,)])
 
 
 def depthwise_conv(
@@ -439,178 +355,3 @@ def separable_conv(
             f"({', '.join(['1'] * n)}, {h.shape[-1]}, C_out), got {tuple(pointwise_kernel.shape)}"
         )
     return conv(h, pk, bias, strides=1, padding="VALID", precision=precision)
-
-
-def _patches(x: Array, g: _Geometry, window: Sequence[int], precision: Any) -> Array:
-    """``(N, *out, C * prod(window))`` patches, features ordered ``(C, *window)``."""
-    n = g.n
-    spec = "N" + "DHW"[-n:] + "C" if n <= 3 else None
-    if spec is None:
-        raise ValueError(f"patch-based ops support 1 to 3 spatial dimensions, got {n}")
-    return lax.conv_general_dilated_patches(
-        x,
-        filter_shape=tuple(window),
-        window_strides=g.strides,
-        padding=g.padding,
-        rhs_dilation=g.dilation,
-        dimension_numbers=(spec, "DHW"[-n:] + "IO", spec),
-        precision=precision if precision is not None else lax.Precision.HIGHEST,
-    )
-
-
-def _flatten_kernel(kernel: Array, n_lead: int, n: int) -> Array:
-    """``(*lead, *window, C_in, C_out)`` -> ``(*lead, C_in * prod(window), C_out)``."""
-    lead = kernel.shape[:n_lead]
-    window = kernel.shape[n_lead : n_lead + n]
-    c_in, c_out = kernel.shape[-2:]
-    k = jnp.moveaxis(kernel, n_lead + n, n_lead)  # (*lead, C_in, *window, C_out)
-    return k.reshape(*lead, c_in * int(np.prod(window)), c_out)
-
-
-def locally_connected(
-    x: Array,
-    kernel: Array,
-    bias: Array | None = None,
-    *,
-    strides: IntOrSeq = 1,
-    padding: PaddingLike = "VALID",
-    dilation: IntOrSeq = 1,
-    padding_mode: str = "zeros",
-    precision: lax.PrecisionLike = None,
-) -> Array:
-    """Locally connected layer: a convolution whose weights differ at every position.
-
-    ``out[n, o, c'] = sum_{w, c} x_padded[n, o * s + w * d, c] * kernel[o, w, c, c']``
-    (Taigman et al. 2014; Keras' ``LocallyConnected2D``).
-
-    Args:
-      x: input ``(N, *spatial, C_in)``.
-      kernel: ``(*out_spatial, *window, C_in, C_out)``, one filter bank per output
-        position; ``out_spatial`` must be ``conv_output_size(spatial, window, ...)``.
-      bias: optional, ``(*out_spatial, C_out)`` (unshared) or ``(C_out,)``.
-      strides: see ``conv``.
-      padding: see ``conv`` (default ``'VALID'``).
-      dilation: see ``conv``.
-      padding_mode: see ``conv``.
-      precision: of the patch extraction and the contraction.
-
-    Returns:
-      ``(N, *out_spatial, C_out)``.
-
-    Raises:
-      ValueError: if the kernel's rank, output grid or input channels do not match, or
-        its window is empty.
-    """
-    n = spatial_rank(x)
-    check_array_rank(
-        kernel,
-        "kernel",
-        2 * n + 2,
-        f"(*out_spatial, *window, C_in, C_out) for {n} spatial dimensions",
-    )
-    window = tuple(kernel.shape[n : 2 * n])
-    check_window(kernel, "kernel", window)
-    if kernel.shape[-2] != x.shape[-1]:
-        raise ValueError(
-            f"`kernel` {tuple(kernel.shape)} expects {kernel.shape[-2]} input "
-            f"channels, but `x` has {x.shape[-1]}"
-        )
-    x, kernel = _promote(x, kernel)
-    x, g = _prepare(x, window, strides, padding, dilation, padding_mode)
-    patches = _patches(x, g, window, precision)
-    out_sp = tuple(patches.shape[1:-1])
-    if tuple(kernel.shape[:n]) != out_sp:
-        raise ValueError(
-            f"`kernel` {tuple(kernel.shape)} has an output grid {tuple(kernel.shape[:n])}, but "
-            f"the input {tuple(x.shape)} with window {window} gives {out_sp}"
-        )
-    k = _flatten_kernel(kernel, n, n)
-    out = jnp.einsum("n...f,...fo->n...o", patches, k, precision=precision)
-    return _add_bias(out, bias, [(*out_sp, kernel.shape[-1]), (kernel.shape[-1],)])
-
-
-def tiled_conv(
-    x: Array,
-    kernels: Array,
-    bias: Array | None = None,
-    *,
-    strides: IntOrSeq = 1,
-    padding: PaddingLike = "VALID",
-    dilation: IntOrSeq = 1,
-    padding_mode: str = "zeros",
-    precision: lax.PrecisionLike = None,
-) -> Array:
-    """Tiled convolution: ``t`` kernels used in rotation across output positions.
-
-    Output position ``o`` uses kernel ``o mod t`` (per dimension), as in Ngiam et al.
-    (2010) and Goodfellow, Bengio & Courville, *Deep Learning* §9.5. ``t = 1`` everywhere
-    is a convolution; ``t`` equal to the output grid is a locally connected layer.
-
-    Args:
-      x: input ``(N, *spatial, C_in)``.
-      kernels: ``(*tile, *window, C_in, C_out)``.
-      bias: optional, ``(C_out,)`` or ``(*tile, C_out)`` (rotating with the kernels).
-      strides: see ``conv``.
-      padding: see ``conv`` (default ``'VALID'``).
-      dilation: see ``conv``.
-      padding_mode: see ``conv``.
-      precision: of the patch extraction and the contraction.
-
-    Returns:
-      ``(N, *out_spatial, C_out)``.
-
-    Raises:
-      ValueError: if the kernels' rank or channels do not match ``x``, or their window
-        is empty.
-    """
-    n = spatial_rank(x)
-    check_array_rank(
-        kernels, "kernels", 2 * n + 2, f"(*tile, *window, C_in, C_out) for {n} spatial dimensions"
-    )
-    tile = tuple(kernels.shape[:n])
-    window = tuple(kernels.shape[n : 2 * n])
-    check_window(kernels, "kernels", window)
-    if kernels.shape[-2] != x.shape[-1]:
-        raise ValueError(
-            f"`kernels` {tuple(kernels.shape)} expect {kernels.shape[-2]} input "
-            f"channels, but `x` has {x.shape[-1]}"
-        )
-    x, kernels = _promote(x, kernels)
-    x, g = _prepare(x, window, strides, padding, dilation, padding_mode)
-    patches = _patches(x, g, window, precision)
-    batch, *out_sp, feat = patches.shape
-    if any(t < 1 or t > o for t, o in zip(tile, out_sp)):
-        raise ValueError(
-            f"`kernels` {tuple(kernels.shape)} tile the output grid {tuple(out_sp)} with "
-            f"{tile} kernels per dimension; each tile must be between 1 and the output size"
-        )
-    # Pad the output grid up to a multiple of the tile and split each axis into
-    # (blocks, tile): position b * t + r uses kernel r.
-    blocks = [-(-o // t) for o, t in zip(out_sp, tile)]
-    patches = jnp.pad(
-        patches, ((0, 0), *[(0, b * t - o) for b, t, o in zip(blocks, tile, out_sp)], (0, 0))
-    )
-    split = [batch]
-    for b, t in zip(blocks, tile):
-        split += [b, t]
-    patches = patches.reshape(*split, feat)
-    letters = "abcdeghijklm"  # no "f", "y", "z": those label features and batch
-    blk = letters[:n]
-    til = letters[n : 2 * n]
-    spec_p = "z" + "".join(b + t for b, t in zip(blk, til)) + "f"
-    spec_k = til + "fy"
-    spec_o = "z" + "".join(b + t for b, t in zip(blk, til)) + "y"
-    k = _flatten_kernel(kernels, n, n)
-    out = jnp.einsum(f"{spec_p},{spec_k}->{spec_o}", patches, k, precision=precision)
-    c_out = kernels.shape[-1]
-    if bias is not None:
-        bias = jnp.asarray(bias)
-        if tuple(bias.shape) == (*tile, c_out):
-            shape = [1]
-            for t in tile:
-                shape += [1, t]
-            out = out + bias.reshape(*shape, c_out).astype(out.dtype)
-            bias = None
-    out = out.reshape(batch, *[b * t for b, t in zip(blocks, tile)], c_out)
-    out = out[(slice(None), *[slice(0, o) for o in out_sp], slice(None))]
-    return _add_bias(out, bias, [(c_out,), (*tile, c_out)])
