@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import gzip
 import io
+import math
 import os
 import re
+import struct
 import wave
+import zlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -57,22 +60,50 @@ FSDD_FILE = "fsdd/fsdd_recordings.tar.gz"
 MR_FILES = ("rt_polarity/rt-polarity.neg", "rt_polarity/rt-polarity.pos")
 
 
+#: The most bytes of data an IDX file may declare (MNIST's largest holds 47 MB).
+_IDX_MAX_BYTES = 1 << 31
+
+
 def _read_idx(path: Path, magic: int, ndim: int) -> np.ndarray:
-    with gzip.open(path, "rb") as f:
-        raw = f.read()
-    header = np.frombuffer(raw[: 4 + 4 * ndim], ">u4")
-    if header[0] != magic:
+    """Reads a gzipped IDX file of uint8; every error names the file.
+
+    The header is checked before the data is read: its dimensions are multiplied as
+    Python ints (no 64-bit wrap-around), must stay within ``_IDX_MAX_BYTES``, and the
+    data that follows must hold exactly that many bytes, no more.
+    """
+    where = os.fspath(path)
+    header_size = 4 + 4 * ndim
+    try:
+        with gzip.open(path, "rb") as f:
+            header = f.read(header_size)
+            if len(header) != header_size:
+                raise ValueError(
+                    f"{where!r}: the IDX header is {len(header)} bytes, expected {header_size}"
+                )
+            found, *dims = struct.unpack(f">{1 + ndim}I", header)
+            if found != magic:
+                raise ValueError(
+                    f"{where!r} is not an IDX file of {ndim} dimension(s) of uint8 "
+                    f"(magic number {found:#010x}, expected {magic:#010x})"
+                )
+            shape = tuple(dims)
+            size = math.prod(shape)
+            if size > _IDX_MAX_BYTES:
+                raise ValueError(
+                    f"{where!r}: header says shape {shape}, {size} values, more than the "
+                    f"{_IDX_MAX_BYTES} an IDX file may hold"
+                )
+            raw = f.read(size + 1)
+    except (OSError, EOFError, zlib.error) as e:  # BadGzipFile is an OSError
         raise ValueError(
-            f"{os.fspath(path)!r} is not an IDX file of {ndim} dimension(s) of uint8 "
-            f"(magic number {int(header[0]):#010x}, expected {magic:#010x})"
-        )
-    shape = tuple(int(s) for s in header[1:])
-    data = np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim)
-    if data.size != int(np.prod(shape)):
+            f"{where!r}: truncated or corrupt gzip data ({type(e).__name__}: {e})"
+        ) from e
+    if len(raw) != size:
         raise ValueError(
-            f"{os.fspath(path)!r}: header says shape {shape} but holds {data.size} values"
+            f"{where!r}: header says shape {shape} ({size} values) but "
+            f"{'more follow' if len(raw) > size else f'only {len(raw)} follow'}"
         )
-    return data.reshape(shape)
+    return np.frombuffer(raw, np.uint8).reshape(shape)
 
 
 def _mnist_local(data_dir: Path, opts: dict) -> Splits:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import io
 import os
+import struct
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
@@ -120,45 +121,110 @@ def safe_extract(tar_path: str | os.PathLike, dest: str | os.PathLike) -> list[P
     return written
 
 
-#: gzip archives up to this size are decompressed into memory by ``iter_archive_files``.
+#: gzip archives up to this size are decompressed into memory by ``iter_archive_files``
+#: (reading many small members from memory is about twice as fast as streaming them
+#: through ``tarfile``'s decompressor) ...
 _IN_MEMORY_LIMIT = 64 << 20
+#: ... as long as they decompress to at most this many bytes; larger ones are streamed.
+_IN_MEMORY_DECOMPRESSED_LIMIT = 128 << 20
+#: ``iter_archive_files``' default bounds on one member's and on all members' sizes.
+MAX_MEMBER_BYTES = 64 << 20
+MAX_TOTAL_BYTES = 8 << 30
 
 
 def _open_for_reading(tar_path: str | os.PathLike) -> tarfile.TarFile:
     """Opens a tar archive; a small gzip one is decompressed into memory first.
 
-    Reading many small members from memory is about twice as fast as streaming them
-    through ``tarfile``'s decompressor.
+    The decompression is bounded: an archive whose gzip trailer declares more than
+    ``_IN_MEMORY_DECOMPRESSED_LIMIT`` bytes, or that decompresses to more (the trailer
+    may lie), is streamed instead.
     """
+    size = os.path.getsize(tar_path)
     with open(tar_path, "rb") as f:
         magic = f.read(2)
-    if magic == b"\x1f\x8b" and os.path.getsize(tar_path) <= _IN_MEMORY_LIMIT:
+        f.seek(max(size - 4, 0))
+        (declared,) = struct.unpack("<I", f.read(4).rjust(4, b"\0"))
+    if (
+        magic == b"\x1f\x8b"
+        and size <= _IN_MEMORY_LIMIT
+        and declared <= _IN_MEMORY_DECOMPRESSED_LIMIT
+    ):
+        buf = io.BytesIO()
         with gzip.open(tar_path, "rb") as f:
-            raw = f.read()
-        return tarfile.open(fileobj=io.BytesIO(raw), mode="r:")
+            while chunk := f.read(1 << 20):
+                buf.write(chunk)
+                if buf.tell() > _IN_MEMORY_DECOMPRESSED_LIMIT:
+                    break
+            else:
+                buf.seek(0)
+                return tarfile.open(fileobj=buf, mode="r:")
+        del buf
     return tarfile.open(tar_path, "r:*")
 
 
-def iter_archive_files(tar_path: str | os.PathLike) -> Iterator[tuple[str, bytes]]:
+def _check_size(value: int, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"`{name}` must be a non-negative int, got {value!r}")
+    return value
+
+
+def iter_archive_files(
+    tar_path: str | os.PathLike,
+    *,
+    max_member_bytes: int = MAX_MEMBER_BYTES,
+    max_total_bytes: int = MAX_TOTAL_BYTES,
+) -> Iterator[tuple[str, bytes]]:
     """Streams the regular files of a tar archive without unpacking it to disk.
 
     Members get the same checks as in :func:`safe_extract`; directories are skipped.
+    Sizes are bounded after decompression: a member's size is checked against
+    ``max_member_bytes`` before it is read, and the bytes actually read are counted
+    against both limits as they stream, so a small archive that decompresses to a
+    huge member is refused without ever holding it in memory.
 
     Args:
       tar_path: the archive.
+      max_member_bytes: the most bytes one member may hold.
+      max_total_bytes: the most bytes all the members together may hold.
 
     Yields:
       ``(relative_posix_path, contents)`` for each regular file, in archive order.
 
     Raises:
       UnsafeArchiveError: for a link, special file, absolute path or ``..`` component.
+      ValueError: naming the member and the limit, for a member larger than
+        ``max_member_bytes`` or members larger than ``max_total_bytes`` in all.
     """
+    _check_size(max_member_bytes, "max_member_bytes")
+    _check_size(max_total_bytes, "max_total_bytes")
+    where = f"archive {os.fspath(tar_path)!r}"
+    total = 0
     with _open_for_reading(tar_path) as tar:
         for member in tar:
             rel = _member_path(member, tar_path)
             if member.isdir():
                 continue
+            if member.size > max_member_bytes:
+                raise ValueError(
+                    f"{where}: member {member.name!r} holds {member.size} bytes, more than "
+                    f"`max_member_bytes` (={max_member_bytes})"
+                )
             src = tar.extractfile(member)
             assert src is not None
+            chunks, size = [], 0
             with src:
-                yield rel.as_posix(), src.read()
+                while chunk := src.read(min(1 << 20, max_member_bytes + 1 - size)):
+                    size += len(chunk)
+                    if size > max_member_bytes:
+                        raise ValueError(
+                            f"{where}: member {member.name!r} holds more than "
+                            f"`max_member_bytes` (={max_member_bytes}) bytes"
+                        )
+                    if total + size > max_total_bytes:
+                        raise ValueError(
+                            f"{where}: the members up to {member.name!r} hold more than "
+                            f"`max_total_bytes` (={max_total_bytes}) bytes in total"
+                        )
+                    chunks.append(chunk)
+            total += size
+            yield rel.as_posix(), b"".join(chunks)

@@ -47,21 +47,23 @@ Arrays (every array has the examples on axis 0):
   folds only: :func:`load_vocabulary`.
 
 Decoded arrays are cached as ``.npz`` files in the cache directory, keyed by the
-options and the source files' sizes and modification times.
+options and a SHA-256 of the source files' contents; a cache file that cannot be read
+is decoded again, and a cache directory that cannot be written is skipped, each with a
+logged warning naming the path (see :mod:`cnn_jax.data._cache`).
+
+Every split's labels are checked when it is loaded, decoded or from the cache: a label
+outside ``[0, num_classes)`` is a ``ValueError`` naming the split and the value.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-import tempfile
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from cnn_jax.data._cache import fingerprint, load_entry, save_entry
 from cnn_jax.data._catalog import (
     DATASETS,
     SOURCES,
@@ -90,43 +92,26 @@ __all__ = [
     "load_vocabulary",
 ]
 
-#: Bumped whenever the cached arrays change meaning.
-_CACHE_FORMAT = 1
-
 Arrays = dict[str, np.ndarray]
 
 
-# ------------------------------------------------------------------------------ caching
-
-
-def _fingerprint(info: DatasetInfo, source: str, opts: dict, files: list[Path], extra: str) -> str:
-    stats = []
-    for f in files:
-        st = f.stat()
-        stats.append([f.name, st.st_size, st.st_mtime_ns])
-    blob = json.dumps(
-        [_CACHE_FORMAT, info.name, source, sorted(opts.items()), stats, extra],
-        sort_keys=True,
-        default=str,
-    )
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-def _save_npz(path: Path, arrays: Arrays) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _load_npz(path: Path) -> Arrays:
-    with np.load(path, allow_pickle=False) as z:
-        return {k: z[k] for k in z.files}
+def _check_labels(info: DatasetInfo, split: str, arrays: Arrays) -> Arrays:
+    """Returns ``arrays``; a ``ValueError`` if a label is not an int in ``[0, num_classes)``."""
+    labels = arrays.get("label")
+    if labels is None:
+        return arrays
+    labels = np.asarray(labels)
+    where = f"data set {info.name!r}, split {split!r}"
+    if labels.dtype.kind not in "iu":
+        raise ValueError(f"{where}: labels must be integers, got dtype {labels.dtype}")
+    bad = np.flatnonzero((labels < 0) | (labels >= info.num_classes))
+    if bad.size:
+        i = int(bad[0])
+        raise ValueError(
+            f"{where}: label {int(labels[i])} (example {i}; {bad.size} label(s) in all) is "
+            f"outside [0, {info.num_classes}), num_classes={info.num_classes}"
+        )
+    return arrays
 
 
 def _load_all(
@@ -151,19 +136,16 @@ def _load_all(
         missing = [f for f in info.files if not (root / f).is_file()]
         if missing:
             raise missing_error(info, root, origin, missing)
-        fp = _fingerprint(info, source, opts, [root / f for f in info.files], "")
+        fp = fingerprint(info.name, source, opts, [root / f for f in info.files], "")
     else:
-        fp = _fingerprint(info, source, opts, [], tfds_dir or "default")
+        fp = fingerprint(info.name, source, opts, [], tfds_dir or "default")
     cache = resolve_cache_dir(cache_dir)
     stem = f"{info.name}_{source}_{fp}"
-    wanted = [split] if split is not None else []
-    if (
-        use_cache
-        and all((cache / f"{stem}_{s}.npz").is_file() for s in wanted)
-        and (cache / f"{stem}_extras.npz").is_file()
-    ):
-        arrays = _load_npz(cache / f"{stem}_{split}.npz") if split is not None else None
-        return arrays, _load_npz(cache / f"{stem}_extras.npz")
+    if use_cache:
+        extras = load_entry(cache / f"{stem}_extras.npz")
+        arrays = None if split is None else load_entry(cache / f"{stem}_{split}.npz")
+        if extras is not None and (split is None or arrays is not None):
+            return (None if arrays is None else _check_labels(info, split, arrays)), extras
 
     if source == "local":
         splits, extras = LOCAL_READERS[info.name](root, opts)
@@ -171,10 +153,11 @@ def _load_all(
         # tfds reads image data sets split by split; the others need all of them at once.
         splits, extras = tfds_arrays(info, root, tfds_dir, opts, split or "train")
     if use_cache:
-        for s, arrays in splits.items():
-            _save_npz(cache / f"{stem}_{s}.npz", arrays)
-        _save_npz(cache / f"{stem}_extras.npz", extras)
-    return (splits[split] if split is not None else None), extras
+        entries = [(f"{stem}_{s}.npz", arrays) for s, arrays in splits.items()]
+        for file, arrays in [*entries, (f"{stem}_extras.npz", extras)]:
+            if not save_entry(cache / file, arrays):
+                break
+    return (None if split is None else _check_labels(info, split, splits[split])), extras
 
 
 def load_dataset(
@@ -211,7 +194,8 @@ def load_dataset(
       A dict of numpy arrays with the examples on axis 0.
 
     Raises:
-      ValueError: for an unknown ``name``, ``split`` or ``source``, or a bad option value.
+      ValueError: for an unknown ``name``, ``split`` or ``source``, a bad option value,
+        or a label outside ``[0, num_classes)`` (naming the split and the value).
       TypeError: for an unknown option.
       DatasetNotFoundError: if a file the local reader needs is missing; the message
         says which file to put where, and how to use tfds instead.
@@ -224,13 +208,14 @@ def load_dataset(
     if info.name == "imagenet2012":
         opts = check_options(info, options)
         root, _ = resolve_data_dir(data_dir)
-        return imagenet_arrays(
+        arrays = imagenet_arrays(
             check_split(info, split),
             root,
             source=check_source(source),
             tfds_data_dir=None if tfds_data_dir is None else os.fspath(tfds_data_dir),
             **opts,
         )
+        return _check_labels(info, split, arrays)
     arrays, _ = _load_all(
         name, split, data_dir, cache_dir, source, tfds_data_dir, use_cache, options
     )
