@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import importlib
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -132,14 +130,3 @@ def test_finetune_config_errors(tmp_path):
     c.init_from = None
     with pytest.raises(ValueError, match=r"freeze pattern '\^layer9' matches no parameter"):
         train_and_evaluate(c, str(tmp_path / "c"))
-
-
-def test_model_registry():
-    assert models.model_class("resnet50") is models.ResNet
-    with pytest.raises(ValueError, match="unknown model 'resnet5'"):
-        models.get_model("resnet5")
-    with pytest.raises(TypeError, match=r"has no attributes \['widht'\]"):
-        models.get_model("vgg16", widht=2)
-    m = models.get_model("resnet18", num_classes=7)
-    shapes = jax.eval_shape(lambda: m.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3))))
-    assert shapes["params"]["fc"]["kernel"].shape == (512, 7)

@@ -19,7 +19,8 @@ and the first stage (``conv1``, ``bn1``, ``layer1``) frozen through
 weight decay 5e-4, batch 128, 10 epochs, random crops (padding 4) and flips, 32x32
 inputs (the ImageNet network ends on a 1x1 map). With real pretrained weights this is
 the classic transfer set-up; from torchvision's initialiser it is a check that the
-loading, freezing and training machinery works end to end (tests/test_finetune.py).
+loading, freezing and training machinery works end to end
+(``tests/test_configs_imagenet.py::test_finetune_from_torchvision_weights``).
 """
 
 from ml_collections import ConfigDict
