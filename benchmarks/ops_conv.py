@@ -9,16 +9,23 @@ function on the same shapes (``torch.nn.functional.conv{1,2,3}d``,
 Forward (``fwd``) and forward plus the gradients with respect to the input and the
 kernel(s) (``fwd+bwd``).
 
+The ``eager`` row (``--only eager``, and at the end of every run) times an un-jitted
+call of ``jax.vmap(jax.value_and_grad(f))`` with ``f`` a convolution, a max pool and a
+sum, through ``cnn_jax.ops`` against the same function over raw ``lax`` ops, in the
+same run: what a notebook or a debugging session pays per call.
+
 Run from the repository root::
 
-    python -m benchmarks.ops_conv            # full run, a few minutes on 2 cores
-    python -m benchmarks.ops_conv --quick    # smoke test
+    python -m benchmarks.ops_conv              # full run, a few minutes on 2 cores
+    python -m benchmarks.ops_conv --quick      # smoke test
+    python -m benchmarks.ops_conv --only eager # the eager row only, seconds
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -502,9 +509,87 @@ def cases(quick: bool) -> list[Case]:
     # fmt: on
 
 
+def eager_functions(quick: bool) -> tuple[Callable[[], Any], Callable[[], Any]]:
+    """The eager row: ``vmap(value_and_grad(f))`` called without ``jax.jit``, ours and lax.
+
+    ``f(kernel, x)`` is a 3x3 SAME convolution 1->8 of a batch of 28x28x1 images, a 2x2
+    max pool and a sum; ``vmap`` runs it over a leading axis of 4 such batches.
+
+    Args:
+      quick: a batch of 2 instead of 8.
+
+    Returns:
+      ``(ours, ref)``: callables that run one eager call each and wait for its results.
+    """
+    import jax
+    import jax.numpy as jnp
+    from jax import lax
+
+    from cnn_jax import ops
+
+    batch = 2 if quick else 8
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(_randn(rng, 4, batch, 28, 28, 1))
+    k = jnp.asarray(_randn(rng, 3, 3, 1, 8, fan_in=9))
+
+    def ours(k, x):
+        return jnp.sum(ops.max_pool(ops.conv(x, k, padding="SAME"), 2))
+
+    def ref(k, x):
+        y = lax.conv_general_dilated(x, k, (1, 1), ((1, 1), (1, 1)), dimension_numbers=DN[2])
+        y = lax.reduce_window(y, -jnp.inf, lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")
+        return jnp.sum(y)
+
+    def call(f: Callable[..., Any]) -> Callable[[], Any]:
+        g = jax.vmap(jax.value_and_grad(f), in_axes=(None, 0))
+        return lambda: jax.block_until_ready(g(k, x))
+
+    return call(ours), call(ref)
+
+
+def run_eager(settings: common.Settings) -> None:
+    """Times the eager row (``eager_functions``) and prints its ratio to lax.
+
+    Args:
+      settings: the rounds and samples.
+
+    Raises:
+      AssertionError: if ours and lax disagree on the values or gradients.
+    """
+    ours, ref = eager_functions(settings.quick)
+    err = common.max_rel_error(common.leaves(ours()), common.leaves(ref()))
+    assert err < 1e-4, f"eager: ours and lax differ (max relative error {err:.1e})"
+    times = common.measure({"ours": ours, "lax": ref}, settings.rounds, settings.reps)
+    print("\n## Eager calls (no jax.jit)\n")
+    print(
+        common.markdown_table(
+            ["function", "ours (ms)", "lax (ms)", "ours / lax (rounds)", "max rel err"],
+            [
+                [
+                    "vmap(value_and_grad(conv 3x3 1->8 + max_pool 2 + sum)), 4 x N"
+                    f"{2 if settings.quick else 8} 28x28x1",
+                    common.format_ms(times["ours"].median),
+                    common.format_ms(times["lax"].median),
+                    common.format_ratio(common.ratio(times["ours"], times["lax"])),
+                    f"{err:.1e}",
+                ]
+            ],
+        )
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> None:
-    """Parses the command line, runs every case and prints the report."""
-    common.main_cases(argv, __doc__, "ops_conv", cases, "Convolution ops (issue 2)", "lax")
+    """Parses the command line, runs every case (or the eager row) and prints the report."""
+    settings = common.parse_args(__doc__.splitlines()[0], argv)
+    used = common.set_threads(settings.threads, settings.omp_wait_policy)
+    if settings.only is None or "eager" not in settings.only.lower():
+        if common.optional_torch() is None:
+            raise SystemExit("benchmarks.ops_conv needs PyTorch CPU: pip install -e '.[torch]'")
+        common.run_cases(cases(settings.quick), settings, used, "Convolution ops", "lax")
+    else:
+        print("# Convolution ops: eager calls\n")
+        print("\n".join(common.environment_lines(settings, used)))
+    run_eager(settings)
 
 
 if __name__ == "__main__":

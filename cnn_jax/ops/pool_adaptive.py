@@ -74,7 +74,7 @@ def global_max_pool(x: Array, keepdims: bool = False) -> Array:
     x = jnp.asarray(x)
     lowest(x.dtype)  # dtype check
     flat = x.reshape(x.shape[0], math.prod(x.shape[1:-1]), x.shape[-1])
-    out = _first_max(flat, axis=1)
+    out = _global_max(flat)
     return out.reshape(x.shape[0], *(1,) * n, x.shape[-1]) if keepdims else out
 
 
@@ -101,6 +101,12 @@ def _first_max_jvp(axis: int, primals: tuple[Array], tangents: tuple[Array]):
         idx = jnp.where(last_nan >= 0, last_nan, idx)
     tangent = jnp.sum(jnp.where(iota == idx, t, jnp.zeros_like(t)), axis=axis)
     return jnp.squeeze(m, axis), tangent
+
+
+@jit()
+def _global_max(flat: Array) -> Array:
+    """``_first_max`` over axis 1, compiled once per shape (eager calls reuse the trace)."""
+    return _first_max(flat, 1)
 
 
 def adaptive_bins(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray]:
