@@ -200,7 +200,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "command": common.command_line(),
         "date": f"{common.utc_now()} UTC",
         "device": f"{device.platform} {getattr(device, 'device_kind', '')}",
-        "jax": jax.__version__,
+        "jax_version": jax.__version__,
         "batch": ns.batch,
         "steps": ns.steps,
     }
