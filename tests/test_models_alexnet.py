@@ -15,13 +15,15 @@ from tests import torch_oracle
 from tests.model_helpers import (
     abstract_train_apply,
     check_forward_and_train_step,
-    check_torchvision_roundtrip,
     check_train_step_slow,
     count,
     feature_shapes,
     init_kept,
     scaled_variables,
     template,
+)
+from tests.model_torch import (
+    check_torchvision_roundtrip,
     torch_layout,
     torch_state_shapes,
 )

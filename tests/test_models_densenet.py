@@ -12,7 +12,6 @@ import pytest
 from cnn_jax.models import densenet
 from tests import torch_oracle
 from tests.model_helpers import (
-    check_torchvision_fresh,
     check_training,
     count,
     he_variables,
@@ -23,6 +22,9 @@ from tests.model_helpers import (
     rbg_key,
     std_ratio,
     template,
+)
+from tests.model_torch import (
+    check_torchvision_fresh,
     torch_layout,
     torch_state_shapes,
 )

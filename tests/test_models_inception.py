@@ -19,13 +19,15 @@ from tests.model_helpers import (
     aux_train_step,
     check_aux_step,
     count,
-    from_torch_net,
     jit_fast,
-    nchw,
     outputs,
     random_like,
-    randomize_torch_batch_norms,
     template,
+)
+from tests.model_torch import (
+    from_torch_net,
+    nchw,
+    randomize_torch_batch_norms,
     torch_layout,
     torch_state_shapes,
 )

@@ -11,7 +11,6 @@ from cnn_jax import weights
 from cnn_jax.models import densenet, resnet
 from tests import torch_oracle
 from tests.model_helpers import (
-    check_torchvision_fresh,
     check_training,
     count,
     init_o0,
@@ -21,6 +20,9 @@ from tests.model_helpers import (
     rbg_key,
     std_ratio,
     template,
+)
+from tests.model_torch import (
+    check_torchvision_fresh,
     torch_layout,
     torch_state_shapes,
 )

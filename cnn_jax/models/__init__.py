@@ -1,9 +1,12 @@
 """Model families. Every model is ``__call__(x, train) -> (logits, features)``.
 
-Each family lives in its own file; named variants are ``functools.partial``s of the
-family's module, importable here under the names people know (``ResNet50``,
-``VGG16BN``, ...) and registered in ``MODELS`` under the lower-case names configs use
-(torchvision's constructor names where torchvision has the model).
+Each family lives in its own file (``resnet`` holds ResNet v1 for ImageNet and
+CIFAR, ``resnet_v2`` Keras' pre-activation ResNets); named variants are
+``functools.partial``s of the family's module, importable here under the names people
+know (``ResNet50``, ``VGG16BN``, ...) and registered in ``MODELS`` under the lower-case
+names configs use (torchvision's constructor names where torchvision has the model).
+Every model checks its attributes when built and its input when called, raising a
+``ValueError`` that names the argument and its value (``cnn_jax.models._common``).
 """
 
 from __future__ import annotations
@@ -26,16 +29,13 @@ from cnn_jax.models.resnet import (
     ResNet34,
     ResNet44,
     ResNet50,
-    ResNet50V2,
     ResNet56,
     ResNet101,
-    ResNet101V2,
     ResNet110,
     ResNet152,
-    ResNet152V2,
     ResNetCifar,
-    ResNetV2,
 )
+from cnn_jax.models.resnet_v2 import ResNet50V2, ResNet101V2, ResNet152V2, ResNetV2
 from cnn_jax.models.simple import CNNMnist
 from cnn_jax.models.vgg import (
     VGG,
