@@ -11,7 +11,14 @@ from flax.core import unfreeze
 
 from cnn_jax.weights.spec import WeightMismatchError
 
-__all__ = ["excluded", "flat_variables", "leaf_dtype", "raise_mismatch"]
+__all__ = [
+    "check_patterns",
+    "check_values",
+    "excluded",
+    "flat_variables",
+    "leaf_dtype",
+    "raise_mismatch",
+]
 
 _MAX_LISTED = 25
 
@@ -52,3 +59,52 @@ def excluded(key: tuple[str, ...], patterns: tuple[str, ...]) -> bool:
 def leaf_dtype(template_leaf: Any) -> Any:
     """The dtype a loaded leaf takes: the template's (float32 if it has none)."""
     return getattr(template_leaf, "dtype", np.float32)
+
+
+def check_patterns(patterns: tuple[str, ...], keys: Any, arg: str = "exclude") -> None:
+    """Every pattern must be a regular expression matching some ``collection/.../leaf``.
+
+    Raises:
+      ValueError: naming ``arg``, the patterns that are not regular expressions or
+        that match no key, and a few of the keys.
+    """
+    joined = ["/".join(k) for k in keys]
+    unmatched = []
+    for p in patterns:
+        try:
+            regex = re.compile(p)
+        except (re.error, TypeError) as e:
+            raise ValueError(f"`{arg}` pattern {p!r} is not a regular expression: {e}") from e
+        if not any(regex.search(k) for k in joined):
+            unmatched.append(p)
+    if unmatched:
+        shown = ", ".join(joined[:8]) + (", ..." if len(joined) > 8 else "")
+        raise ValueError(
+            f"`{arg}` pattern(s) {unmatched} match no variable of the model (patterns are "
+            f"searched in 'collection/module/.../leaf', e.g. {shown})"
+        )
+
+
+def check_values(name: str, key: tuple[str, ...], x: np.ndarray) -> np.ndarray:
+    """Returns ``x``, checked: finite, and non-negative if it is a running variance.
+
+    Raises:
+      ValueError: naming the weight (``name``, ``key``) if it holds NaN or Inf, or if
+        it is a running variance (``batch_stats/.../var``) with a negative entry.
+    """
+    where = f"weight {name!r} (for {'/'.join(key)})"
+    values = x if x.dtype.kind in "biuf" else x.astype(np.float32)  # bfloat16 and the like
+    if values.dtype.kind == "f":
+        bad = np.flatnonzero(~np.isfinite(values))
+        if bad.size:
+            raise ValueError(
+                f"{where} holds {bad.size} non-finite value(s) (first {values.flat[bad[0]]} "
+                f"at flat index {bad[0]}); NaN and Inf weights are not loaded"
+            )
+    if key[0] == "batch_stats" and key[-1] == "var" and values.size and values.min() < 0:
+        i = int(np.argmin(values))
+        raise ValueError(
+            f"{where} is a running variance with negative value(s) (min {values.flat[i]} at "
+            f"flat index {i})"
+        )
+    return x

@@ -15,7 +15,14 @@ from typing import Any
 import numpy as np
 from flax import traverse_util
 
-from cnn_jax.weights._tree import excluded, flat_variables, leaf_dtype, raise_mismatch
+from cnn_jax.weights._tree import (
+    check_patterns,
+    check_values,
+    excluded,
+    flat_variables,
+    leaf_dtype,
+    raise_mismatch,
+)
 from cnn_jax.weights.spec import KeyFn, Path, WeightMismatchError
 
 __all__ = ["default_keras_key", "from_keras"]
@@ -96,10 +103,15 @@ def from_keras(
     Raises:
       WeightMismatchError: listing missing layers, unused layers, and layers whose
         weight count or shapes do not fit.
+      ValueError: naming the layer and weight, for a NaN or Inf value or a negative
+        moving variance; naming the pattern, for an ``exclude`` pattern that matches
+        no variable.
     """
     key_fn = key_fn or default_keras_key
     modules: dict[Path, dict[tuple[str, str], Any]] = {}
-    for key, template in flat_variables(variables).items():
+    flat = flat_variables(variables)
+    check_patterns(tuple(exclude), flat)
+    for key, template in flat.items():
         modules.setdefault(tuple(key[1:-1]), {})[(key[0], key[-1])] = template
     out: dict[tuple[str, ...], np.ndarray] = {}
     missing, shapes, used = [], [], set()
@@ -129,7 +141,8 @@ def from_keras(
                     f"{tuple(template.shape)}"
                 )
                 continue
-            out[(collection, *path, leaf)] = fitted.astype(leaf_dtype(template))
+            key = (collection, *path, leaf)
+            out[key] = check_values(f"{layer}/{leaf}", key, fitted.astype(leaf_dtype(template)))
     unexpected = [k for k, v in keras_weights.items() if k not in used and len(v)]
     raise_mismatch("Keras", missing, unexpected if strict else [], shapes)
     return traverse_util.unflatten_dict(out)

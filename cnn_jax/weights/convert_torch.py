@@ -16,7 +16,14 @@ from typing import Any
 import numpy as np
 from flax import traverse_util
 
-from cnn_jax.weights._tree import excluded, flat_variables, leaf_dtype, raise_mismatch
+from cnn_jax.weights._tree import (
+    check_patterns,
+    check_values,
+    excluded,
+    flat_variables,
+    leaf_dtype,
+    raise_mismatch,
+)
 from cnn_jax.weights.spec import KeyFn, Path, Transform, WeightMismatchError
 
 __all__ = ["default_torch_key", "from_torch", "permute_flatten", "to_torch"]
@@ -134,10 +141,14 @@ def from_torch(
 
     Raises:
       WeightMismatchError: listing missing keys, unused keys and shape mismatches.
+      ValueError: naming the entry, for a NaN or Inf value or a negative running
+        variance; naming the pattern, for an ``exclude`` pattern that matches no
+        variable.
     """
     key_fn = key_fn or default_torch_key
     transforms = transforms or {}
     flat = flat_variables(variables)
+    check_patterns(tuple(exclude), flat)
     out: dict[tuple[str, ...], np.ndarray] = {}
     missing, shapes, used = [], [], set()
     for key, template in flat.items():
@@ -159,7 +170,7 @@ def from_torch(
                 f"{'/'.join(key)} needs {tuple(template.shape)}"
             )
             continue
-        out[key] = x.astype(leaf_dtype(template))
+        out[key] = check_values(name, key, x.astype(leaf_dtype(template)))
     unexpected = [
         k for k in state_dict if k not in used and k.rsplit(".", 1)[-1] not in _IGNORED_TORCH
     ]

@@ -8,6 +8,9 @@
   ``model.save_weights('x.h5')``/``model.save('x.h5')``) and Keras 3 ``.weights.h5``:
   plain HDF5 datasets read with ``h5py``.
 
+Only the named file is read: HDF5 links, external storage and virtual datasets are
+refused, and declared sizes are checked before anything is decompressed.
+
 A file's contents are checked against what its name claims (the zip or pickle
 signature of a PyTorch file, the header of a safetensors file, the HDF5 signature), so
 a renamed or corrupted file is an error rather than garbage weights.
@@ -16,6 +19,7 @@ a renamed or corrupted file is an error rather than garbage weights.
 from __future__ import annotations
 
 import json
+import math
 import os
 import struct
 from collections.abc import Mapping
@@ -24,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["load_keras_weights", "load_state_dict", "save_state_dict"]
+__all__ = ["MAX_KERAS_BYTES", "load_keras_weights", "load_state_dict", "save_state_dict"]
 
 PathLike = str | os.PathLike
 
@@ -73,6 +77,13 @@ def _unwrap(obj: Any, path: Path) -> Mapping[str, Any]:
     return obj
 
 
+def _strip_module(state: dict[str, Any]) -> dict[str, Any]:
+    """Removes a ``module.`` prefix (``DataParallel``'s) that is on every key."""
+    if state and all(k.startswith("module.") for k in state):
+        return {k[len("module.") :]: v for k, v in state.items()}
+    return state
+
+
 def load_state_dict(path: PathLike) -> dict[str, np.ndarray]:
     """Loads a PyTorch state dict as numpy arrays, executing no code from the file.
 
@@ -103,7 +114,7 @@ def load_state_dict(path: PathLike) -> dict[str, np.ndarray]:
         from safetensors.numpy import load_file
 
         try:
-            return dict(load_file(str(path)))
+            return _strip_module(dict(load_file(str(path))))
         except Exception as e:  # safetensors raises its own error types
             raise ValueError(f"{str(path)!r} is not a valid safetensors file: {e}") from e
     if path.suffix not in _TORCH_SUFFIXES:
@@ -129,11 +140,8 @@ def load_state_dict(path: PathLike) -> dict[str, np.ndarray]:
             f"{str(path)!r} could not be read as PyTorch weights with weights_only=True "
             f"(code in weight files is never executed): {e}"
         ) from e
-    state = _unwrap(obj, path)
-    keys = list(state)
-    if keys and all(str(k).startswith("module.") for k in keys):
-        state = {str(k)[len("module.") :]: v for k, v in state.items()}
-    return {str(k): _to_numpy(str(k), v) for k, v in state.items()}
+    state = _strip_module({str(k): v for k, v in _unwrap(obj, path).items()})
+    return {k: _to_numpy(k, v) for k, v in state.items()}
 
 
 def _to_torch(torch: Any, x: np.ndarray) -> Any:
@@ -178,30 +186,109 @@ def _decode(names: Any) -> list[str]:
     return [n.decode("utf8") if isinstance(n, bytes) else str(n) for n in names]
 
 
-def _legacy_layers(root: Any) -> dict[str, list[np.ndarray]]:
-    out: dict[str, list[np.ndarray]] = {}
+#: ``load_keras_weights``' default bound on the bytes all datasets may declare together.
+MAX_KERAS_BYTES = 4 << 30
+
+
+def _has(group: Any, name: str) -> bool:
+    """Whether ``group`` has a member ``name``, without following any link."""
+    return group.get(name, getlink=True) is not None
+
+
+def _child(group: Any, name: str, path: Path) -> Any:
+    """``group[name]``, refusing soft, external and user-defined links on the way."""
+    import h5py
+
+    node = group
+    for part in name.split("/"):
+        where = f"{node.name.rstrip('/')}/{part}"
+        if part in ("", "."):
+            raise ValueError(f"{str(path)!r}: HDF5 path {where!r} has an empty or '.' component")
+        link = node.get(part, getlink=True)
+        if link is None:
+            raise ValueError(f"{str(path)!r}: HDF5 path {where!r} does not exist")
+        if not isinstance(link, h5py.HardLink):
+            kind = {h5py.SoftLink: "a soft link", h5py.ExternalLink: "an external link"}.get(
+                type(link), "a user-defined link"
+            )
+            raise ValueError(
+                f"{str(path)!r}: HDF5 path {where!r} is {kind}; weight files may hold only "
+                "their own groups and datasets"
+            )
+        node = node[part]
+    return node
+
+
+def _dataset(group: Any, name: str, path: Path) -> Any:
+    """A dataset whose data lies in the file itself, with a numeric dtype."""
+    import h5py
+
+    ds = _child(group, name, path)
+    where = f"{str(path)!r}: dataset {ds.name!r}"
+    if not isinstance(ds, h5py.Dataset):
+        raise ValueError(f"{where} is a {type(ds).__name__}, not a dataset")
+    if ds.is_virtual:
+        raise ValueError(f"{where} is a virtual dataset (its data lies in other files); refused")
+    if ds.external:
+        files = [e[0] for e in ds.external]
+        raise ValueError(
+            f"{where} has external storage (its data lies in {files}); refused: weights are "
+            "read only from the file itself"
+        )
+    if ds.shape is None or ds.dtype.kind not in "biuf":
+        raise ValueError(
+            f"{where} holds {ds.dtype} of shape {ds.shape}, not numbers (a weight array)"
+        )
+    return ds
+
+
+def _legacy_layers(root: Any, path: Path) -> dict[str, list[Any]]:
+    out: dict[str, list[Any]] = {}
     for name in _decode(root.attrs["layer_names"]):
-        group = root[name]
+        group = _child(root, name, path)
         weight_names = _decode(group.attrs.get("weight_names", []))
         if weight_names:
-            out[name] = [np.asarray(group[w][()]) for w in weight_names]
+            out[name] = [_dataset(group, w, path) for w in weight_names]
     return out
 
 
-def _keras3_layers(group: Any, out: dict[str, list[np.ndarray]]) -> None:
-    for key, layer in group.items():
-        if "vars" in layer and len(layer["vars"]):
-            vars_ = layer["vars"]
-            # Groups are named after the layer's class ("conv2d_3"); the layer's own
-            # name is an attribute of its "vars" group.
-            name = vars_.attrs.get("name", key)
-            name = name.decode("utf8") if isinstance(name, bytes) else str(name)
-            out[name] = [np.asarray(vars_[str(i)][()]) for i in range(len(vars_))]
-        if "layers" in layer:
-            _keras3_layers(layer["layers"], out)
+def _keras3_layers(group: Any, path: Path, out: dict[str, list[Any]]) -> None:
+    import h5py
+
+    for key in group:
+        layer = _child(group, key, path)
+        if not isinstance(layer, h5py.Group):
+            continue
+        if _has(layer, "vars"):
+            vars_ = _child(layer, "vars", path)
+            if len(vars_):
+                # Groups are named after the layer's class ("conv2d_3"); the layer's own
+                # name is an attribute of its "vars" group.
+                name = vars_.attrs.get("name", key)
+                name = name.decode("utf8") if isinstance(name, bytes) else str(name)
+                out[name] = [_dataset(vars_, str(i), path) for i in range(len(vars_))]
+        if _has(layer, "layers"):
+            _keras3_layers(_child(layer, "layers", path), path, out)
 
 
-def load_keras_weights(path: PathLike) -> dict[str, list[np.ndarray]]:
+def _read(layers: dict[str, list[Any]], path: Path, max_bytes: int) -> dict[str, list[np.ndarray]]:
+    """Reads the datasets after checking the bytes they declare against ``max_bytes``."""
+    total = 0
+    for datasets in layers.values():
+        for ds in datasets:
+            total += math.prod(ds.shape) * ds.dtype.itemsize
+            if total > max_bytes:
+                raise ValueError(
+                    f"{str(path)!r}: dataset {ds.name!r} declares shape {ds.shape} of "
+                    f"{ds.dtype}, which brings the file's weights to {total} bytes, more "
+                    f"than `max_bytes` (={max_bytes}); nothing was read"
+                )
+    return {name: [np.asarray(ds[()]) for ds in datasets] for name, datasets in layers.items()}
+
+
+def load_keras_weights(
+    path: PathLike, *, max_bytes: int = MAX_KERAS_BYTES
+) -> dict[str, list[np.ndarray]]:
     """Loads a Keras weight file as ``{layer name: [arrays in Keras' order]}``.
 
     Reads the legacy HDF5 layout (``layer_names``/``weight_names`` attributes, as in the
@@ -209,16 +296,28 @@ def load_keras_weights(path: PathLike) -> dict[str, list[np.ndarray]]:
     ``.weights.h5`` layout (``layers/<class name>/vars/<i>``, the layer's name an
     attribute of ``vars``). Only datasets are read: HDF5 holds no code.
 
+    Only the file itself is read: soft, external and user-defined links, datasets with
+    external storage and virtual datasets are refused, and so are datasets of anything
+    but numbers. The sizes the datasets declare (shape times item size, before any
+    decompression) are added up and checked against ``max_bytes`` before anything is
+    read, so a small file with a huge compressed dataset is refused, not decompressed.
+
     Args:
       path: the ``.h5`` or ``.weights.h5`` file.
+      max_bytes: the most bytes the weights may take once read
+        (``cnn_jax.weights.load_keras`` passes a bound derived from the model).
 
     Returns:
       The weights of every layer that has some, in file order.
 
     Raises:
       FileNotFoundError: if the file does not exist.
-      ValueError: if it is not an HDF5 file or has neither layout.
+      ValueError: if it is not an HDF5 file or has neither layout, or (naming the file
+        and the HDF5 path) for a link, external storage, a virtual dataset, a dataset
+        that does not hold numbers, or declared sizes beyond ``max_bytes``.
     """
+    if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 0:
+        raise ValueError(f"`max_bytes` must be a non-negative int, got {max_bytes!r}")
     path = Path(path)
     if _head(path, 8) != _HDF5_MAGIC:
         raise ValueError(f"{str(path)!r} is not an HDF5 file (bad signature)")
@@ -226,17 +325,21 @@ def load_keras_weights(path: PathLike) -> dict[str, list[np.ndarray]]:
 
     with h5py.File(path, "r") as f:
         if "layer_names" in f.attrs:
-            return _legacy_layers(f)
-        if "model_weights" in f and "layer_names" in f["model_weights"].attrs:
-            return _legacy_layers(f["model_weights"])
-        if "layers" in f:
-            out: dict[str, list[np.ndarray]] = {}
-            _keras3_layers(f["layers"], out)
-            return out
-        raise ValueError(
-            f"{str(path)!r} is HDF5 but holds no Keras weights (top-level keys: "
-            f"{sorted(f.keys())}, attributes: {sorted(f.attrs.keys())})"
-        )
+            layers = _legacy_layers(f, path)
+        elif (
+            _has(f, "model_weights")
+            and "layer_names" in (root := _child(f, "model_weights", path)).attrs
+        ):
+            layers = _legacy_layers(root, path)
+        elif _has(f, "layers"):
+            layers = {}
+            _keras3_layers(_child(f, "layers", path), path, layers)
+        else:
+            raise ValueError(
+                f"{str(path)!r} is HDF5 but holds no Keras weights (top-level keys: "
+                f"{sorted(f.keys())}, attributes: {sorted(f.attrs.keys())})"
+            )
+        return _read(layers, path, max_bytes)
 
 
 def describe(weights: Mapping[str, Any]) -> str:

@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
+from cnn_jax.weights._tree import check_patterns
 from cnn_jax.weights.convert import WeightSpec, from_keras, from_torch, to_torch
 from cnn_jax.weights.io import load_keras_weights, load_state_dict
 
@@ -61,13 +62,19 @@ def _build(
     def init(rngs: Any) -> Any:
         return model.init(rngs, x, train=False)
 
+    template = jax.eval_shape(init, {"params": jax.random.key(0), "dropout": jax.random.key(0)})
     if reinit:
+        check_patterns(tuple(reinit), traverse_util.flatten_dict(dict(template)), "reinit")
         if key is None:
             raise ValueError(f"`key` is needed to initialise the layers of `reinit` (={reinit!r})")
         fresh = jax.jit(init)(rngs)
         return model, fresh, fresh
-    template = jax.eval_shape(init, {"params": jax.random.key(0), "dropout": jax.random.key(0)})
     return model, template, None
+
+
+def _max_bytes(template: Any) -> int:
+    """A bound on the bytes of a weight file for ``template``: every leaf as float64."""
+    return 8 * sum(int(np.prod(leaf.shape)) for leaf in jax.tree.leaves(template)) + (1 << 20)
 
 
 def _merge(loaded: Any, fresh: Any) -> dict[str, Any]:
@@ -102,7 +109,9 @@ def load_torchvision(
 
     Raises:
       ValueError: for an unknown name; ``WeightMismatchError`` (a ``ValueError``)
-        when the weights do not fit, listing the keys.
+        when the weights do not fit, listing the keys; naming the key, for NaN or Inf
+        weights or a negative running variance; naming the pattern, for a ``reinit``
+        pattern that matches no variable.
     """
     spec = _spec(torchvision_specs(), name, "torchvision")
     state = load_state_dict(weights) if isinstance(weights, (str, os.PathLike)) else weights
@@ -156,10 +165,17 @@ def load_keras(
       ``(model, variables)``.
 
     Raises:
-      ValueError: for an unknown name or weights that do not fit.
+      ValueError: for an unknown name, weights that do not fit or hold NaN, Inf or
+        negative variances, a ``reinit`` pattern that matches no variable, or a file
+        declaring more bytes than the model's variables could take (checked before
+        reading).
     """
     spec = _spec(keras_specs(), name, "Keras")
-    layers = load_keras_weights(weights) if isinstance(weights, (str, os.PathLike)) else weights
     model, template, fresh = _build(spec, num_classes, key, reinit)
+    if isinstance(weights, (str, os.PathLike)):
+        # The file is checked against the model's size before anything is read.
+        layers = load_keras_weights(weights, max_bytes=_max_bytes(template))
+    else:
+        layers = weights
     loaded = from_keras(layers, template, key_fn=spec.key_fn, exclude=reinit)
     return model, _merge(loaded, fresh)
