@@ -206,11 +206,12 @@ def test_setup_xla_is_the_one_place_for_flags(monkeypatch):
         "benchmarks.studies.profile_step_cpu",
         "benchmarks.studies.xla_flags_cpu",
         "benchmarks.launcher_speed",
+        "benchmarks.reproduce",
     ],
 )
 def test_every_tool_has_help(module, capsys):
-    """Every tool's ``--help`` works; all take the harness's XLA options but the two that
-    set each child process's flags themselves (the launcher comparison, the flags study)."""
+    """Every tool's ``--help`` works; all take the harness's XLA options but those whose
+    child processes set their own flags (launcher comparison, flags study, ledger reruns)."""
     import importlib
 
     main = importlib.import_module(module).main
@@ -219,7 +220,8 @@ def test_every_tool_has_help(module, capsys):
     assert stop.value.code == 0
     out = capsys.readouterr().out
     assert "usage:" in out
-    if module not in ("benchmarks.launcher_speed", "benchmarks.studies.xla_flags_cpu"):
+    own_flags = ("launcher_speed", "studies.xla_flags_cpu", "reproduce")
+    if module not in {f"benchmarks.{m}" for m in own_flags}:
         assert "--xla-defaults" in out and "--xla-flags" in out
 
 
