@@ -170,6 +170,7 @@ def test_named_model_constructor():
     model = cnnx.ResNet20(num_classes=10, input_shape=(8, 8, 3), rngs=nnx.Rngs(0))
     assert isinstance(model, cnnx.Bridged) and isinstance(model, nnx.bridge.ToNNX)
     assert model.linen_module == models.ResNet20(num_classes=10)
+    assert model.conv1["kernel"].shape == (3, 3, 3, 16)
     x = jax.ShapeDtypeStruct((1, 8, 8, 3), jnp.float32)
     assert _shapes(model.linen_variables()) == _shapes(
         jax.eval_shape(model.linen_module.init, KEY, x)
@@ -266,6 +267,23 @@ def test_errors_name_the_argument():
     conv = cnnx.Conv(4, 3, input_shape=(5, 5, 2), rngs=0)
     with pytest.raises(TypeError, match=r"`train`.*Conv"):
         conv(x, train=True)
+    norm = cnnx.BatchNorm(input_shape=(5, 5, 2), rngs=0)
+    with pytest.raises(TypeError, match="`train` given twice"):
+        norm(x, True, train=True)
+
+
+def test_train_flag_positionally_as_in_linen():
+    norm = cnnx.BatchNorm(input_shape=(2, 2, 3), rngs=0)
+    x = 1.0 + jax.random.normal(jax.random.key(1), (4, 2, 2, 3))
+    evaluated = norm(x, False)
+    _close(evaluated, norm(x, train=False))
+    assert float(norm.mean[...].sum()) == 0.0  # evaluation leaves the statistics alone
+    expected, updates = norm.linen_module.apply(
+        norm.linen_variables(), x, train=True, mutable=["batch_stats"]
+    )
+    _close(norm(x, True), expected)
+    _close(norm.linen_variables()["batch_stats"], updates["batch_stats"])
+    assert float(norm.mean[...].sum()) != 0.0
 
 
 @pytest.mark.slow

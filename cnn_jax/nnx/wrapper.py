@@ -68,12 +68,23 @@ def _linen_rngs(rngs: Any) -> dict[str, jax.Array]:
     return keys
 
 
-def _takes_train(fn: Callable[..., Any]) -> bool:
-    """Whether ``fn`` has a parameter named ``train``."""
+def _train_position(fn: Callable[..., Any]) -> int | None:
+    """The index in ``args`` at which ``fn(module, *args)`` takes ``train``.
+
+    ``-1`` if ``train`` is keyword-only, ``None`` if ``fn`` has no ``train``.
+    """
     try:
-        return "train" in inspect.signature(fn).parameters
+        params = list(inspect.signature(fn).parameters.values())
     except (TypeError, ValueError):
-        return False
+        return None
+    names = [p.name for p in params]
+    if "train" not in names:
+        return None
+    i = names.index("train")
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    if all(p.kind in positional for p in params[: i + 1]):
+        return i - 1
+    return -1
 
 
 def _is_array(x: Any) -> bool:
@@ -288,7 +299,8 @@ class Bridged(nnx.bridge.ToNNX):
         Args:
           *args: the linen module's positional arguments (``x``).
           train: training mode for this call; ``None`` uses ``not self.deterministic``.
-            Passed on as ``train=`` to modules that take it.
+            Passed on as ``train=`` to modules that take it (``model(x, True)`` works
+            too, as in linen).
           rngs: keys for this call instead of the module's ``nnx.Rngs`` (an
             ``nnx.Rngs``, a key, or linen's dict such as ``{'dropout': key}``).
           method: a method of the linen module to call instead of ``__call__``.
@@ -305,7 +317,12 @@ class Bridged(nnx.bridge.ToNNX):
         target = type(self.to_nnx__module).__call__ if method is None else method
         if isinstance(target, str):
             target = getattr(type(self.to_nnx__module), target)
-        takes_train = _takes_train(target)
+        position = _train_position(target)
+        takes_train = position is not None
+        if position is not None and 0 <= position < len(args):  # train given positionally
+            if train is not None:
+                raise TypeError(f"`train` given twice: as argument {position + 1} and by keyword")
+            train, args = args[position], (*args[:position], *args[position + 1 :])
         if train is not None and not takes_train:
             raise TypeError(
                 f"`train` (={train!r}) given, but {type(self.to_nnx__module).__name__} "
