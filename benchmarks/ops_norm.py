@@ -1,7 +1,7 @@
 """Training-mode batch normalization of ``cnn_jax.layers.BatchNorm`` against PyTorch CPU.
 
 For every case, ``BatchNorm`` in training mode with the fast path ``batch_norm``
-(``cnn_jax.ops.fast.batch_norm_train``: the same values, a custom derivative) is timed
+(``cnn_jax.ops.norm_fast.batch_norm_train``: the same values, a custom derivative) is timed
 against the same module with the fast paths off (the reference: JAX's derivative of
 the plain formula), and against ``torch.nn.functional.batch_norm(training=True)`` on
 the same shapes. Forward (``fwd``) and forward plus the gradients with respect to the
@@ -85,9 +85,7 @@ def cases(quick: bool) -> list[Case]:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Parses the command line, runs every case and prints the report."""
-    common.main_cases(
-        argv, __doc__, "ops_norm", cases, "Batch normalization (issue 6)", "fast path off"
-    )
+    common.main_cases(argv, __doc__, "ops_norm", cases, "Batch normalization", "fast path off")
 
 
 if __name__ == "__main__":

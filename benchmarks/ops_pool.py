@@ -438,7 +438,7 @@ def cases(quick: bool) -> list[Case]:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Parses the command line, runs every case and prints the report."""
-    common.main_cases(argv, __doc__, "ops_pool", cases, "Pooling ops (issue 3)", "ref")
+    common.main_cases(argv, __doc__, "ops_pool", cases, "Pooling ops", "ref")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,19 @@
 
 Channels-last throughout: inputs ``(N, *spatial, C)``, kernels
 ``(*window, C_in / groups, C_out)``. No flax, no state.
+
+The public ops, by module:
+
+* ``conv``: ``conv``, ``conv_transpose``, ``depthwise_conv``, ``separable_conv``
+  (and, from ``conv_local``, ``locally_connected`` and ``tiled_conv``);
+* ``pool``: ``max_pool``, ``avg_pool``, ``lp_pool``, ``maxout`` (and, from
+  ``pool_indices``, ``pool_adaptive`` and ``pool_stochastic``, the pools with indices,
+  the global and adaptive pools and stochastic pooling);
+* ``shapes`` and ``padding``: the conv arithmetic (output sizes, padding amounts,
+  receptive fields);
+* ``fast_paths``: the switch for the faster CPU derivatives (``use_fast_paths``), which
+  live with their ops in the ``*_fast`` modules; ``geometry``: the one ``Geometry`` type
+  they take. ``fast`` re-exports both under their former import path.
 """
 
 from cnn_jax.ops import fast, padding, shapes

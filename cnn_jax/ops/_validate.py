@@ -11,6 +11,16 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+__all__ = [
+    "as_tuple",
+    "check_array_rank",
+    "check_precision",
+    "check_window",
+    "is_int",
+    "show",
+    "spatial_rank",
+]
+
 
 def is_int(value: Any) -> bool:
     """Returns whether ``value`` is an integer (Python or numpy), excluding bools."""

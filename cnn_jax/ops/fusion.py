@@ -80,7 +80,7 @@ def _stored_jvp(primals: tuple[Array], tangents: tuple[Array]) -> tuple[Array, A
 
 
 @store.defjvp
-def store_jvp(primals: tuple[Array], tangents: tuple[Array]) -> tuple[Array, Array]:
+def _store_jvp(primals: tuple[Array], tangents: tuple[Array]) -> tuple[Array, Array]:
     # The loop is never differentiated (reverse mode cannot transpose a while loop).
     return store(primals[0]), tangents[0]
 

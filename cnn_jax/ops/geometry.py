@@ -23,9 +23,13 @@ __all__ = [
     "ConvGeometry",
     "Geometry",
     "TransposeGeometry",
+    "check_bool",
     "conv_out_shape",
     "dimension_numbers",
     "pool_geometry",
+    "tap_slice",
+    "taps",
+    "zero_pad",
 ]
 
 Array = Any

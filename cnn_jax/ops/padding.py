@@ -25,6 +25,16 @@ from collections.abc import Sequence
 
 from cnn_jax.ops._validate import as_tuple, is_int
 
+__all__ = [
+    "PADDING_STRINGS",
+    "PaddingLike",
+    "Pairs",
+    "effective_kernel_size",
+    "explicit_padding",
+    "normalize_padding_string",
+    "resolve_padding",
+]
+
 PaddingLike = str | int | Sequence[int] | Sequence[tuple[int, int]]
 Pairs = tuple[tuple[int, int], ...]
 

@@ -30,6 +30,7 @@ from cnn_jax.ops.padding import (
 
 __all__ = [
     "ReceptiveField",
+    "check_output_padding",
     "conv_output_size",
     "conv_transpose_output_size",
     "effective_kernel_size",
