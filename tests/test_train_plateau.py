@@ -43,6 +43,12 @@ def test_scale_drops_by_factor_after_patience_evaluations_without_improvement():
     assert [b for _, b, _ in out] == [0, 0, 1, 2, 0, 1]
 
 
+def test_a_non_finite_value_is_no_improvement():
+    state, out = _run([float("nan"), 0.5, float("inf"), 0.4], _options(mode="min", patience=2))
+    assert [b for _, b, _ in out] == [1, 0, 1, 0] and float(state["best"]) == pytest.approx(0.4)
+    assert int(state["seen"]) == 2
+
+
 def test_min_delta_cooldown_and_min_scale_hand_computed():
     # max mode, patience 2, an improvement must exceed 0.01, one evaluation of cooldown
     # after each drop, the scale stops at 0.001.
@@ -61,7 +67,9 @@ def test_min_delta_cooldown_and_min_scale_hand_computed():
         "best": np.float32,
         "bad": np.int32,
         "cooldown": np.int32,
+        "seen": np.int32,
     }
+    assert int(state["seen"]) == len(values)
 
 
 def test_options_from_the_config():
@@ -86,7 +94,7 @@ def test_options_from_the_config():
         plateau_options({"reduce_on_plateau": True})
 
 
-def _config(steps, **plateau):
+def _config(steps, parallel="jit", **plateau):
     c = lenet5_mnist.get_config("runlocal")
     c.dataset = "synthetic"
     c.dataset_options = ConfigDict(
@@ -104,6 +112,7 @@ def _config(steps, **plateau):
     c.optim.schedule = "constant"  # the run length does not change the learning rate
     c.optim.learning_rate = 0.01
     c.optim.reduce_on_plateau.update(plateau)
+    c.parallel = parallel
     return c
 
 
@@ -134,28 +143,27 @@ def test_run_drops_the_learning_rate_and_resumes_identically(tmp_path):
     assert resumed["test_accuracy"] == straight["test_accuracy"]
     lrs = [r["learning_rate"] for r in _train_rows(tmp_path / "resumed")]
     np.testing.assert_allclose(lrs, [0.01, 0.01, 0.005, 0.0025], rtol=1e-6)
-    # Without reduce-on-plateau the learning rate stays, and the checkpoint holds the
-    # (unused) plateau state at its start.
-    plain = train_and_evaluate(_config(4), tmp_path / "plain")
-    np.testing.assert_allclose(
-        [r["learning_rate"] for r in _train_rows(tmp_path / "plain")], [0.01, 0.01]
-    )
-    ckpt = Checkpointer(os.path.join(tmp_path / "plain", "checkpoints"))
-    try:
-        assert float(ckpt.restore()["plateau"]["scale"]) == 1.0
-    finally:
-        ckpt.close()
-    assert plain["steps"] == 4
+
+
+def test_pmap_run_drops_the_learning_rate_too(tmp_path):
+    summary = train_and_evaluate(_config(4, parallel="pmap", **PLATEAU), tmp_path)
+    assert float(summary["state"].plateau["scale"]) == 0.5
+    lrs = [r["learning_rate"] for r in _train_rows(tmp_path)]
+    np.testing.assert_allclose(lrs, [0.01, 0.01], rtol=1e-6)
 
 
 def test_a_checkpoint_without_plateau_state_resumes(tmp_path):
     """Checkpoints written before the state had a plateau entry still restore."""
+    # Without reduce-on-plateau the learning rate stays, and the checkpoint holds the
+    # (unused) plateau state at its start.
     train_and_evaluate(_config(2), tmp_path / "a")
+    np.testing.assert_allclose([r["learning_rate"] for r in _train_rows(tmp_path / "a")], [0.01])
     ckpt = Checkpointer(os.path.join(tmp_path / "a", "checkpoints"))
     try:
         tree = ckpt.restore()
     finally:
         ckpt.close()
+    assert float(tree["plateau"]["scale"]) == 1.0
     del tree["plateau"]
     old = Checkpointer(os.path.join(tmp_path / "b", "checkpoints"))
     try:

@@ -147,6 +147,8 @@ def _set_up(config: ConfigDict, workdir: str) -> _Run:
     steps_per_epoch = train_iter.steps_per_epoch
     input_shape = build.model_inputs(train_iter.batch_at(0), info.input_key)["image"].shape[1:]
     num_steps = int(config.get("num_train_steps") or config.num_epochs * steps_per_epoch)
+    augment_ops = build.augment_ops(config)
+    plateau = plateau_options(config.optim)
     init_key, dropout_key = jax.random.split(jax.random.key(int(config.seed)))
     state, schedule = build.build_state(
         config, info.num_classes, input_shape, steps_per_epoch, num_steps, init_key
@@ -155,16 +157,19 @@ def _set_up(config: ConfigDict, workdir: str) -> _Run:
     ckpt = Checkpointer(
         os.path.join(workdir, "checkpoints"), keep=int(config.get("keep_checkpoints", 3))
     )
-    state, start = _restore_or_initialize(config, state, ckpt)
+    try:
+        state, start = _restore_or_initialize(config, state, ckpt)
+    except BaseException:
+        ckpt.close()
+        raise
     writer = MetricWriter(workdir, enabled=process[0] == 0, resume_step=start)
     par = Parallel(config.get("parallel", "jit"))
-    plateau = plateau_options(config.optim)
     train_fn = functools.partial(
         steps.train_step,
         base_key=dropout_key,
         schedule=schedule,
         label_smoothing=float(config.get("label_smoothing", 0.0)),
-        augment_ops=build.augment_ops(config),
+        augment_ops=augment_ops,
         uses_plateau=plateau is not None,
         aux_loss_weight=float(config.get("aux_loss_weight", 0.0) or 0.0),
         frozen=tuple(config.get("freeze", ()) or ()),

@@ -9,7 +9,7 @@ learning rate is multiplied by ``factor`` (not below ``min_scale``), and the nex
 updates by the scale, which scales the learning rate of SGD, Adam, AdamW (its decoupled
 weight decay included) and RMSProp alike, on top of any schedule.
 
-The state (:func:`init_plateau`: four scalars) lives in ``TrainState.plateau`` and so in
+The state (:func:`init_plateau`: five scalars) lives in ``TrainState.plateau`` and so in
 every checkpoint: a resumed run continues with the same scale, best value and counts.
 
 Config (``config.optim.reduce_on_plateau``): ``metric`` (``'test_accuracy'``,
@@ -118,18 +118,21 @@ def plateau_options(optim: Any) -> PlateauOptions | None:
 
 
 def init_plateau() -> dict[str, np.ndarray]:
-    """The state before any evaluation: scale 1, no best value (NaN), no counts.
+    """The state before any evaluation: scale 1, no counts.
 
     Returns:
-      ``{'scale', 'best'}`` (float32 scalars) and ``{'bad', 'cooldown'}`` (int32):
-      the learning-rate scale, the best value seen, the evaluations in a row without
-      improvement, and the evaluations still to ignore after a drop.
+      ``{'scale', 'best'}`` (float32 scalars) and ``{'bad', 'cooldown', 'seen'}``
+      (int32): the learning-rate scale, the best value seen, the evaluations in a row
+      without improvement, the evaluations still to ignore after a drop, and the
+      finite values seen (``best`` means nothing while it is 0). All finite, so that
+      processes can check they hold equal copies.
     """
     return {
         "scale": np.float32(1.0),
-        "best": np.float32(np.nan),
+        "best": np.float32(0.0),
         "bad": np.int32(0),
         "cooldown": np.int32(0),
+        "seen": np.int32(0),
     }
 
 
@@ -138,8 +141,8 @@ def update_plateau(
 ) -> dict[str, np.ndarray]:
     """One evaluation's step of reduce-on-plateau.
 
-    In order: an improvement (the first value, or one beyond ``best`` by more than
-    ``min_delta`` in the direction of ``mode``) resets ``bad`` and records ``best``,
+    In order: an improvement (the first finite value, or one beyond ``best`` by more
+    than ``min_delta`` in the direction of ``mode``) resets ``bad`` and records ``best``,
     else ``bad`` grows by one; during a cooldown the evaluation is not counted (``bad``
     stays 0); when ``bad`` reaches ``patience`` the scale is multiplied by ``factor``
     (not below ``min_scale``), ``bad`` restarts and the cooldown begins.
@@ -156,11 +159,14 @@ def update_plateau(
     best = np.float32(np.asarray(state["best"]))
     bad = int(np.asarray(state["bad"]))
     cooldown = int(np.asarray(state["cooldown"]))
+    seen = int(np.asarray(state["seen"]))
     v = np.float32(value)
-    if options.mode == "max":
-        improved = bool(np.isnan(best) or float(v) > float(best) + options.min_delta)
+    if not math.isfinite(float(v)):
+        improved = False
+    elif options.mode == "max":
+        improved = seen == 0 or float(v) > float(best) + options.min_delta
     else:
-        improved = bool(np.isnan(best) or float(v) < float(best) - options.min_delta)
+        improved = seen == 0 or float(v) < float(best) - options.min_delta
     if improved:
         best, bad = v, 0
     else:
@@ -176,4 +182,5 @@ def update_plateau(
         "best": np.float32(best),
         "bad": np.int32(bad),
         "cooldown": np.int32(cooldown),
+        "seen": np.int32(seen + math.isfinite(float(v))),
     }
