@@ -1,5 +1,6 @@
 """cnn_jax.nnx: the NNX forms of the layers and models against their linen forms."""
 
+import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -182,7 +183,8 @@ def test_named_model_constructor():
 
 def test_model_trains_with_nnx_optimizer():
     shape = (8, 8, 1)
-    model = cnnx.CNNMnist(widths=(4, 8), hidden=32, dropout=0.1, input_shape=shape, rngs=0)
+    rngs = nnx.Rngs(params=0, dropout=1)
+    model = cnnx.CNNMnist(widths=(4, 8), hidden=32, dropout=0.1, input_shape=shape, rngs=rngs)
     optimizer = nnx.Optimizer(model, optax.adam(1e-2), wrt=nnx.Param)
     x = jax.random.normal(jax.random.key(1), (16, *shape))
     y = jnp.arange(16) % 10
@@ -233,10 +235,14 @@ def test_bridged_is_usable_inside_an_nnx_module():
 
 def test_load_linen_variables_round_trip():
     module = layers.Conv(4, 3)
-    model = cnnx.bridge(module, jnp.zeros((1, 5, 5, 2)), rngs=nnx.Rngs(0))
+    model = cnnx.bridge(module, jnp.zeros((1, 5, 5, 2)), rngs=jax.random.key(3))
     variables = _perturb(model.linen_variables())
     model.load_linen_variables(variables)
     _close(model.linen_variables(), variables)
+    frozen = cnnx.bridge(module, variables=flax.core.freeze(variables), rngs=0)
+    assert isinstance(frozen.kernel, nnx.Param)
+    frozen.load_linen_variables(flax.core.freeze(_perturb(variables)))
+    _close(frozen.linen_variables(), _perturb(variables))
     bad = {"params": {**variables["params"], "kernel": jnp.zeros((1, 1, 2, 4))}}
     with pytest.raises(ValueError, match=r"variables.*kernel.*shape"):
         model.load_linen_variables(bad)

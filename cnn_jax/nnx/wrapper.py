@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
-from flax.core import meta
+from flax.core import meta, unfreeze
 from flax.nnx import traversals
 from flax.nnx.bridge import variables as bridge_variables
 
@@ -119,8 +119,12 @@ def _init_variables(
     return dict(jax.jit(init)(keys, given))
 
 
+def _is_box(x: Any) -> bool:
+    return isinstance(x, meta.AxisMetadata)
+
+
 def _unbox(x: Any) -> Any:
-    return x.unbox() if isinstance(x, meta.AxisMetadata) else x
+    return x.unbox() if _is_box(x) else x
 
 
 class Bridged(nnx.bridge.ToNNX):
@@ -196,7 +200,7 @@ class Bridged(nnx.bridge.ToNNX):
                     f"`variables` must be a mapping of linen collections, got "
                     f"{type(variables).__name__}"
                 )
-            variables = {col: jax.tree.map(jnp.asarray, v) for col, v in variables.items()}
+            variables = jax.tree.map(jnp.asarray, unfreeze(variables))
         self.to_nnx__collections = tuple(sorted(variables))
         self.to_nnx__names = ()
         attrs = bridge_variables.linen_vars_to_nnx_attrs(variables)
@@ -228,7 +232,7 @@ class Bridged(nnx.bridge.ToNNX):
         """
         attrs = {name: vars(self)[name] for name in self.to_nnx__names}
         out = bridge_variables.nnx_attrs_to_linen_vars(attrs)
-        return jax.tree.map(_unbox, out, is_leaf=lambda x: isinstance(x, meta.AxisMetadata))
+        return jax.tree.map(_unbox, out, is_leaf=_is_box)
 
     def load_linen_variables(self, variables: Mapping[str, Any]) -> None:
         """Sets every variable from a linen variables dict, in place.
@@ -243,7 +247,9 @@ class Bridged(nnx.bridge.ToNNX):
         mine = traversals.flatten_mapping(self.linen_variables())
         if not isinstance(variables, Mapping):
             raise TypeError(f"`variables` must be a mapping, got {type(variables).__name__}")
-        theirs = traversals.flatten_mapping(jax.tree.map(_unbox, dict(variables)))
+        theirs = traversals.flatten_mapping(
+            jax.tree.map(_unbox, unfreeze(variables), is_leaf=_is_box)
+        )
         if set(mine) != set(theirs):
             missing = sorted("/".join(map(str, p)) for p in set(mine) - set(theirs))
             extra = sorted("/".join(map(str, p)) for p in set(theirs) - set(mine))
@@ -261,7 +267,7 @@ class Bridged(nnx.bridge.ToNNX):
 
         A variable the call created (a path not seen before) is added.
         """
-        for col, tree in updates.items():
+        for col, tree in unfreeze(updates).items():
             for path, value in traversals.flatten_mapping(tree).items():
                 value = jnp.asarray(_unbox(value))
                 node: Any = vars(self)
@@ -275,6 +281,11 @@ class Bridged(nnx.bridge.ToNNX):
     def _add(self, variable: nnx.Variable, path: tuple[str, ...]) -> None:
         """Adds ``variable`` at ``path`` (under the top-level attribute ``path[0]``)."""
         name = path[0]
+        if name not in self.to_nnx__names and (hasattr(type(self), name) or name in vars(self)):
+            raise ValueError(
+                f"the call created a variable {'/'.join(path)!r} whose name clashes with "
+                "an attribute of Bridged"
+            )
         if len(path) == 1:
             setattr(self, name, nnx.data(variable))
         else:
