@@ -19,8 +19,9 @@ JSONL), and prints recorded against now. An entry whose metric moved by more tha
 tolerance is marked ``DRIFT`` and the script exits with status 1.
 
 ``--update`` writes the new values into the ledger (date, revision, wall time,
-``--hardware``); ``--from-workdir NAME=DIR`` does the same from a run already made
-(``--wall-seconds`` gives its wall time). Then ``--write-table`` refreshes the docs.
+``--hardware``, ``--note``), moving the previous record to the entry's ``history``;
+``--from-workdir NAME=DIR`` does the same from a run already made (``--wall-seconds``
+gives its wall time). Then ``--write-table`` refreshes the docs.
 """
 
 from __future__ import annotations
@@ -252,7 +253,12 @@ def _revision() -> str:
         return "unknown"
 
 
-def _record(entry, values, wall, hardware, revision, date) -> None:
+def _record(entry, values, wall, hardware, revision, date, note=None) -> None:
+    """Makes ``values`` the entry's record; the previous record moves to its history."""
+    keep = ("value", "also", "date", "revision", "wall_seconds", "hardware", "note")
+    previous = {k: entry[k] for k in keep if k in entry}
+    entry.setdefault("history", []).insert(0, json.loads(json.dumps(previous)))
+    entry["note"] = note or ""
     entry["value"] = values[entry["metric"]]
     for k in entry.get("also", {}):
         entry["also"][k] = values[k]
@@ -279,6 +285,7 @@ def _parse_args(argv):
     p.add_argument("--revision", default=None, help="with --from-workdir (default: HEAD)")
     p.add_argument("--date", default=None, help="with --from-workdir (default: now, UTC)")
     p.add_argument("--hardware", default="", help="the hardware text recorded by --update")
+    p.add_argument("--note", default="", help="the note recorded by --update/--from-workdir")
     p.add_argument("--ledger", default=str(LEDGER), help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
@@ -303,7 +310,8 @@ def main(argv=None) -> int:
             e = by_name[name]
             values = measure(e, workdir)
             wall = args.wall_seconds if args.wall_seconds is not None else e["wall_seconds"]
-            _record(e, values, wall, args.hardware, args.revision or _revision(), args.date or now)
+            revision, date = args.revision or _revision(), args.date or now
+            _record(e, values, wall, args.hardware, revision, date, args.note)
             print(f"{name}: recorded {values}")
         save(entries, ledger)
     if args.write_table or args.check_table:
@@ -346,7 +354,7 @@ def rerun(entries, args, ledger: Path, now: str) -> int:
         bad |= drift
         results.append((e, r, drift))
         if args.update and r["rc"] == 0:
-            _record(e, r["values"], r["wall_seconds"], args.hardware, _revision(), now)
+            _record(e, r["values"], r["wall_seconds"], args.hardware, _revision(), now, args.note)
     rows = [
         [e["name"], METRICS[e["metric"]][0], _fmt(e, e["value"]),
          _fmt(e, r["values"].get(e["metric"])), f"±{e['tolerance']}",

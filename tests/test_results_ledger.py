@@ -113,6 +113,7 @@ def test_update_and_from_workdir_record_new_values(tmp_path):
     assert reproduce.main(["--ledger", str(path), "--update", "--hardware", "hw"]) == 1
     entry = reproduce.load(path)[0]
     assert (entry["value"], entry["also"], entry["hardware"]) == (1.0, {"test_loss": 0.25}, "hw")
+    assert entry["history"][0]["value"] == 2.0  # the previous record is kept
     run = tmp_path / "run"
     run.mkdir()
     (run / "metrics.jsonl").write_text(
@@ -122,6 +123,7 @@ def test_update_and_from_workdir_record_new_values(tmp_path):
     assert reproduce.main([*args, "--revision", "1234567", "--date", "2026-12-02 10:00"]) == 0
     entry = reproduce.load(path)[0]
     assert (entry["value"], entry["wall_seconds"], entry["revision"]) == (0.5, 42, "1234567")
+    assert [h["value"] for h in entry["history"]] == [1.0, 2.0]
 
 
 def test_bad_ledger_and_arguments_are_named(tmp_path):

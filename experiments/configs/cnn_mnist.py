@@ -21,7 +21,7 @@ so small batches give the shortest JAX epochs (``python -m benchmarks.mnist_time
 --step-times=32,64,128``; docs/RESULTS.md, "Training speed: CNN on MNIST against PyTorch
 CPU").
 
-Result: 99.56% test accuracy (test loss 0.1086) after the 3 epochs with the command
+Result: 99.53% test accuracy (test loss 0.1082) after the 3 epochs with the command
 above: entry ``cnn_mnist`` of the results ledger (docs/results/ledger.json, with its
 hardware, date, code revision and wall time; the table in docs/RESULTS.md, "Accuracy").
 ``python -m benchmarks.reproduce --only cnn_mnist`` reruns it and reports any drift.
