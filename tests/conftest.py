@@ -18,7 +18,7 @@ if "xla_force_host_platform_device_count" not in _flags:
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # jax 0.10 draws random bits with the "partitionable" threefry scheme by default, whose
 # kernel XLA:CPU compiles in ~1.3 s per new shape against ~0.3 s for the classic scheme
-# (`python -m benchmarks.init_compile_cpu`; docs/RESULTS.md, "fourth pass"): every
+# (`python -m benchmarks.init_compile_cpu`; docs/ENGINEERING.md, "Start-up: random bits"): every
 # parameter initializer of a new shape paid that. The suite, and the processes it
 # starts, use the classic scheme unless the environment says otherwise
 # (`JAX_THREEFRY_PARTITIONABLE=1 python -m pytest` runs it with jax's default). The
