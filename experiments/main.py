@@ -10,6 +10,9 @@ pass ``--coordinator_address=host:port --num_processes=N --process_id=I`` (or no
 a TPU pod, where ``jax.distributed.initialize()`` finds them).
 """
 
+import logging as std_logging
+from pathlib import Path
+
 from absl import app, flags, logging
 from ml_collections import config_flags
 
@@ -36,6 +39,19 @@ flags.DEFINE_enum(
 flags.mark_flags_as_required(["config", "workdir"])
 
 
+_OWN_CODE = tuple(
+    str(Path(__file__).resolve().parent.parent / name) for name in ("cnn_jax", "experiments")
+)
+
+
+def _own_info_only(record: std_logging.LogRecord) -> bool:
+    """Keeps warnings and errors, and INFO lines from cnn_jax and experiments only.
+
+    Orbax logs every checkpoint step and JAX its backend probing at INFO.
+    """
+    return record.levelno >= std_logging.WARNING or record.pathname.startswith(_OWN_CODE)
+
+
 def main(argv: list[str]) -> None:
     """Sets up the process (host memory, XLA flags, TensorFlow), joins the hosts, trains."""
     if len(argv) > 1:
@@ -48,8 +64,8 @@ def main(argv: list[str]) -> None:
                 "--host_memory=%s: not applied (opted out, not Linux/glibc, or JAX started)",
                 FLAGS.host_memory,
             )
-    if not FLAGS["verbosity"].present:  # orbax logs every checkpoint step at INFO
-        logging.set_verbosity(logging.WARNING)
+    if not FLAGS["verbosity"].present:  # the loop's INFO lines, not orbax's
+        logging.get_absl_handler().addFilter(_own_info_only)
     try:  # tf.data must not take the accelerators' memory.
         import tensorflow as tf
 

@@ -323,7 +323,6 @@ def _main(workdir, *flags, devices=8, wait=True, extra_env=None):
         "--config=experiments/configs/lenet5_mnist.py:runlocal",
         f"--workdir={workdir}",
         "--config.progress_bar=False",
-        "--verbosity=0",  # the loop's progress lines are absl INFO logs
         *flags,
     ]
     proc = subprocess.Popen(
