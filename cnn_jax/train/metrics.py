@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
@@ -11,7 +12,49 @@ import time
 from collections.abc import Mapping
 from typing import Any, TextIO
 
-__all__ = ["MetricWriter", "Progress"]
+from absl import logging
+
+__all__ = ["MetricWriter", "Progress", "read_jsonl"]
+
+
+def read_jsonl(path: str) -> list[dict[str, Any]] | None:
+    """The rows of a ``metrics.jsonl``, or None if there is no file.
+
+    A torn last line (a write cut short, e.g. by a full disk) is dropped with a
+    warning; a bad line before the last is an error.
+
+    Raises:
+      ValueError: naming the file and the line, for a bad line that is not the last.
+    """
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        lines = f.read().split("\n")
+    rows = []
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            if not isinstance(row, dict) or not isinstance(row.get("step"), int):
+                raise ValueError("not a metrics row")
+        except ValueError as e:
+            if any(rest.strip() for rest in lines[i + 1 :]):
+                raise ValueError(f"{path}, line {i + 1}: not a metrics row ({e})") from e
+            logging.warning("%s: dropping a torn last line (%r)", path, line[:80])
+            continue
+        rows.append(row)
+    return rows
+
+
+def _atomic_write(path: str, text: str) -> None:
+    """Writes ``text`` to a temporary file in the same folder, then renames it over ``path``."""
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w", newline="") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
 
 
 class MetricWriter:
@@ -20,7 +63,9 @@ class MetricWriter:
     One JSON object per line (``{"step": .., "split": .., "name": value, ...}``) and a
     long-format CSV (``step,split,name,value``). When a run resumes from a checkpoint at
     step ``s``, rows after ``s`` (written by the interrupted run past its last
-    checkpoint) are dropped, so the logs describe exactly one run.
+    checkpoint) are dropped, so the logs describe exactly one run; a torn last line (a
+    write cut short) is dropped with a warning, and the files are rewritten through a
+    temporary file and a rename.
 
     Args:
       workdir: the run's directory.
@@ -43,17 +88,34 @@ class MetricWriter:
         self._tb = EventFileWriter(os.path.join(workdir, "tensorboard"))
 
     def _truncate(self, step: int) -> None:
-        if os.path.exists(self._jsonl):
-            with open(self._jsonl) as f:
-                keep = [line for line in f if line.strip() and json.loads(line)["step"] <= step]
-            with open(self._jsonl, "w") as f:
-                f.writelines(keep)
+        """Drops rows after ``step`` (and a torn last line), rewriting atomically."""
+        rows = read_jsonl(self._jsonl)
+        if rows is not None:
+            _atomic_write(
+                self._jsonl, "".join(json.dumps(r) + "\n" for r in rows if r["step"] <= step)
+            )
         if os.path.exists(self._csv):
             with open(self._csv, newline="") as f:
-                rows = list(csv.reader(f))
-            with open(self._csv, "w", newline="") as f:
-                w = csv.writer(f)
-                w.writerows([rows[0]] + [r for r in rows[1:] if int(r[0]) <= step])
+                lines = list(csv.reader(f))
+            keep = [lines[0]] if lines else [["step", "split", "name", "value"]]
+            for r in lines[1:]:
+                try:
+                    if len(r) == 4 and int(r[0]) <= step:
+                        float(r[3])
+                        keep.append(r)
+                except ValueError:  # a torn last row
+                    continue
+            buf = io.StringIO()
+            csv.writer(buf).writerows(keep)
+            _atomic_write(self._csv, buf.getvalue())
+
+    def last_row(self, split: str, step: int) -> dict[str, float] | None:
+        """The metrics logged for ``split`` at ``step`` (the last such row), or None."""
+        found = None
+        for r in read_jsonl(self._jsonl) or []:
+            if r.get("split") == split and r.get("step") == step:
+                found = {k: v for k, v in r.items() if k not in ("step", "split")}
+        return found
 
     def write(self, step: int, split: str, metrics: Mapping[str, float]) -> None:
         """Logs scalars for one step.
