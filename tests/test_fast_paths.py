@@ -834,7 +834,7 @@ def test_max_pool_matches_gather(x64, rng, shape, window, padding, ceil_mode):
 
 
 def test_max_pool_fast_path_applies():
-    from cnn_jax.ops.pool import _geometry
+    from cnn_jax.ops.geometry import pool_geometry as _geometry
 
     x = jnp.ones((1, 8, 8, 16))
     assert fast.max_pool_fast_applies(_geometry(x, 2, None, "VALID", 1, False), 16)

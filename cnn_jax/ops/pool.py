@@ -74,9 +74,6 @@ __all__ = [
 Array = Any
 IntOrSeq = int | Sequence[int]
 
-#: ``pool_geometry`` under its former private name.
-_geometry = pool_geometry
-
 
 def _tap_counts(g: Geometry, include_pad: bool) -> np.ndarray:
     """How many taps of every window fall in the input (or the explicitly padded input).
