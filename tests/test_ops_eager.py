@@ -7,6 +7,8 @@ re-tracing custom derivatives at every call (``python -m benchmarks.ops_conv --o
 eager`` times it against raw ``lax``).
 """
 
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -109,3 +111,21 @@ def test_pool_geometry_is_hashable_and_shared():
     g = pool.pool_geometry(X[0], 3, 2, "SAME", 1, False)
     assert isinstance(g, Geometry) and ConvGeometry is Geometry
     assert hash(g) == hash(pool.pool_geometry(X[0], 3, 2, "SAME", 1, False))
+
+
+def test_benchmark_eager_row(capsys, monkeypatch):
+    """``python -m benchmarks.ops_conv --only eager`` prints the row with its ratio."""
+    from benchmarks import ops_conv
+
+    for name in ("XLA_FLAGS", "JAX_PLATFORMS", "OMP_WAIT_POLICY"):  # restored afterwards
+        if name in os.environ:
+            monkeypatch.setenv(name, os.environ[name])
+        else:  # recorded as unset, then removed: unset again afterwards
+            monkeypatch.setenv(name, "")
+            monkeypatch.delenv(name)
+
+    ops_conv.main(["--only", "eager", "--quick", "--rounds", "3", "--reps", "5"])
+    out = capsys.readouterr().out
+    assert "## Eager calls (no jax.jit)" in out
+    row = next(line for line in out.splitlines() if line.startswith("| vmap(value_and_grad"))
+    assert len(row.split("|")) == 7  # function, ours, lax, ratio, error
