@@ -187,6 +187,9 @@ def test_inception_v3_logits_equal_torchvision():
     with torch.no_grad():
         theirs = net(nchw(torch, x)).numpy()
     ours, _ = jit_fast(model.apply)(variables, x)
-    assert_logits_close(ours, theirs)
+    # Random batch-norm statistics blow the logits up to ~1e6; float32 sums in another
+    # order (XLA's kernels against oneDNN's, both CPU-dependent) differed by 1.3e-4 of
+    # that scale on an Intel Xeon, under 1e-4 on an AMD EPYC.
+    assert_logits_close(ours, theirs, tol=3e-4)
     state = weights.to_torch(variables, key_fn=spec.key_fn)
     net.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in state.items()})
