@@ -9,6 +9,7 @@ set what their study needs; the launcher locks the result, so every key listed h
 
 from __future__ import annotations
 
+import math
 import numbers
 from typing import Any
 
@@ -18,6 +19,7 @@ __all__ = [
     "FREE_FORM",
     "KNOWN_KEYS",
     "OPTIM_KEYS",
+    "RANGES",
     "REQUIRED",
     "default_config",
     "validate_config",
@@ -83,6 +85,7 @@ def default_config() -> ConfigDict:
             ),
         )
     )
+    c.loss = "cross_entropy"  # or a cnn_jax.train.losses name (capsule_margin)
     c.label_smoothing = 0.0  # mass spread uniformly over the classes
     c.aux_loss_weight = 0.0  # weight of every auxiliary classifier's loss (GoogLeNet: 0.3)
     # Transfer learning (cnn_jax.train.transfer, cnn_jax.weights).
@@ -103,7 +106,57 @@ def default_config() -> ConfigDict:
     c.checkpoint_every_steps = config_dict.placeholder(int)  # default: every epoch
     c.keep_checkpoints = 3  # the newest checkpoints kept
     c.progress_bar = True  # a console progress bar (process 0)
+    # Resume with a config that changes the trajectory (cnn_jax.train.config_record), e.g.
+    # to train longer; the changes are logged.
+    c.allow_config_change = False
     return c
+
+
+_INF = float("inf")
+#: ``(key, low, high, high is included, integer)`` for every number of the config whose
+#: range is known (None passes where the default is a placeholder). ``cnn_jax.train.optim``
+#: checks ``learning_rate``, ``weight_decay``, ``grad_clip_norm`` and ``milestones``; the
+#: model and the loader check ``model_kwargs`` (e.g. dropout rates) and ``dataset_options``.
+RANGES = (
+    ("seed", 0, 2**32, False, True),  # jax.random.key keeps the low 32 bits only
+    ("pad_to", 1, _INF, False, True),
+    ("label_smoothing", 0.0, 1.0, False, False),
+    ("aux_loss_weight", 0.0, _INF, False, False),
+    ("optim.momentum", 0.0, 1.0, False, False),
+    ("optim.b1", 0.0, 1.0, False, False),
+    ("optim.b2", 0.0, 1.0, False, False),
+    ("optim.eps", 0.0, _INF, False, False),
+    ("optim.decay", 0.0, 1.0, False, False),
+    ("optim.warmup_epochs", 0.0, _INF, False, False),
+    ("optim.end_lr_factor", 0.0, _INF, False, False),
+    ("optim.decay_factor", 0.0, _INF, False, False),
+)
+
+
+def _num(x: float) -> str:
+    """``2**32`` for a large power of two, else ``x`` in short form."""
+    if _is_int(x) and x > 2**16 and not x & (x - 1):
+        return f"2**{x.bit_length() - 1}"
+    return f"{x:g}"
+
+
+def _check_ranges(config: Any) -> None:
+    """Each number of :data:`RANGES` is finite and in its range (ValueError naming it)."""
+    for key, low, high, closed, integer in RANGES:
+        node = config
+        for part in key.split("."):
+            node = node.get(part) if node is not None and hasattr(node, "get") else None
+        if node is None:
+            continue
+        kind = "an int" if integer else "a number"
+        ok_type = _is_int(node) if integer else isinstance(node, numbers.Real)
+        bracket = "]" if closed else ")"
+        where = f"in [{low:g}, {_num(high)}{bracket}" if high != _INF else f">= {low:g}"
+        if not ok_type or isinstance(node, bool):
+            raise ValueError(f"`config.{key}` (={node!r}) must be {kind} {where}")
+        inside = low <= node and (node <= high if closed else node < high)
+        if not (math.isfinite(node) and inside):
+            raise ValueError(f"`config.{key}` (={node!r}) must be {where}")
 
 
 #: Keys every config must have.
@@ -173,12 +226,15 @@ def validate_config(config: ConfigDict) -> None:
             )
     if config.get("num_train_steps") is None and config.get("num_epochs") is None:
         raise ValueError("set `config.num_epochs` or `config.num_train_steps`")
+    _check_ranges(config)
     if config.get("num_train_steps") is not None and config.get("num_epochs") is not None:
         raise ValueError(
             f"set one of `config.num_epochs` (={config.num_epochs!r}) and "
             f"`config.num_train_steps` (={config.num_train_steps!r}), not both: the run "
             "length would be ambiguous (set the other to None)"
         )
-    from cnn_jax.train import plateau
+    from cnn_jax.train import losses, plateau
+
+    losses.get_loss(config.get("loss", "cross_entropy"))  # raises for an unknown name
 
     plateau.plateau_options(config.optim)  # raises for invalid reduce_on_plateau values

@@ -127,6 +127,7 @@ class _Run:
     p_train: Any
     p_eval: Any
     plateau: PlateauOptions | None
+    pending: list[tuple[int, dict[str, Any]]]  # restored metrics not yet logged
 
     @property
     def lead(self) -> bool:
@@ -158,7 +159,9 @@ def _set_up(config: ConfigDict, workdir: str) -> _Run:
         os.path.join(workdir, "checkpoints"), keep=int(config.get("keep_checkpoints", 3))
     )
     try:
-        state, start = _restore_or_initialize(config, state, ckpt)
+        state, start, pending = build.restore_or_initialize(
+            config, state, ckpt, num_steps, workdir, lead=process[0] == 0
+        )
     except BaseException:
         ckpt.close()
         raise
@@ -173,6 +176,7 @@ def _set_up(config: ConfigDict, workdir: str) -> _Run:
         uses_plateau=plateau is not None,
         aux_loss_weight=float(config.get("aux_loss_weight", 0.0) or 0.0),
         frozen=tuple(config.get("freeze", ()) or ()),
+        loss=config.get("loss", "cross_entropy"),
     )
     run = _Run(
         config=config,
@@ -193,8 +197,11 @@ def _set_up(config: ConfigDict, workdir: str) -> _Run:
         ckpt=ckpt,
         writer=writer,
         p_train=par.compile_train(train_fn),
-        p_eval=par.compile_eval(steps.eval_step),
+        p_eval=par.compile_eval(
+            functools.partial(steps.eval_step, loss=config.get("loss", "cross_entropy"))
+        ),
         plateau=plateau,
+        pending=pending,
     )
     if run.lead:
         logging.info(
@@ -212,24 +219,6 @@ def _set_up(config: ConfigDict, workdir: str) -> _Run:
     return run
 
 
-def _restore_or_initialize(
-    config: ConfigDict, state: TrainState, ckpt: Checkpointer
-) -> tuple[TrainState, int]:
-    """The newest checkpoint if there is one, else ``config.init_from``'s weights if set.
-
-    A checkpoint written before the state had a ``plateau`` entry restores without it
-    (the fresh one is kept).
-    """
-    if ckpt.latest_step() is not None:
-        saved = ckpt.saved_keys()
-        target = {k: v for k, v in state.checkpoint_tree().items() if k in saved}
-        state = state.restore(ckpt.restore(target))
-        return state, int(state.step)
-    if build.init_from_enabled(config.get("init_from")):
-        state = build.init_from(config.init_from, state)
-    return state, 0
-
-
 class _Loop:
     """The training loop: steps, logs, evaluations and checkpoints, in order.
 
@@ -243,6 +232,7 @@ class _Loop:
         self.state = run.state
         self.step = run.start
         self.pending: list[tuple[int, dict[str, Any]]] = []  # metrics not yet checked
+        self.restored = list(run.pending)  # host metrics not yet logged, from the checkpoint
         self.last_ckpt = run.ckpt.latest_step()
         self.held: tuple[int, Any] | None = None  # a checkpoint waiting for the next step
         self.compile_s: float | None = None
@@ -257,6 +247,10 @@ class _Loop:
     def train(self) -> None:
         """Runs the steps from the start step to the last, or to a preemption."""
         run = self.run
+        if self.step >= run.num_steps:  # a finished workdir run again: its final evaluation
+            self.test_metrics = _evaluate(
+                run.p_eval, self.state, run.eval_iter, run.input_key, run.par
+            )
         run.train_iter.step = self.step
         run.train_iter.num_steps = None  # the loop counts the steps
         batches = run.par.batches(build.model_inputs(b, run.input_key) for b in run.train_iter)
@@ -299,9 +293,10 @@ class _Loop:
     def _log(self) -> None:
         """Checks and writes the mean training metrics since the last log."""
         run = self.run
-        host = [(s, run.par.host(m)) for s, m in self.pending]
+        host = self.restored + [(s, run.par.host(m)) for s, m in self.pending]
         check_finite(host, self.last_ckpt)
         self.pending.clear()
+        self.restored = []
         elapsed = time.perf_counter() - self.t_window
         self.train_time += elapsed
         means = {k: float(np.mean([m[k] for _, m in host])) for k in host[0][1]}
@@ -353,14 +348,16 @@ class _Loop:
     def _checkpoint(self, now: bool) -> None:
         """Saves now (the end, a preemption) or holds the checkpoint for the next step."""
         run = self.run
-        check_finite([(s, run.par.host(m)) for s, m in self.pending], self.last_ckpt)
+        host = self.restored + [(s, run.par.host(m)) for s, m in self.pending]
+        check_finite(host, self.last_ckpt)
         tree = jax.device_get(run.par.unreplicate(self.state).checkpoint_tree())
+        extra = build.pending_to_extra(host)  # logged after a resume as if never stopped
         if now:
             check_params_finite(tree["params"], self.step, self.last_ckpt)
-            run.ckpt.save(self.step, tree)
+            run.ckpt.save(self.step, tree, extra)
             self.last_ckpt = self.step
         else:
-            self.held = (self.step, tree)
+            self.held = (self.step, tree, extra)
 
 
 def _evaluate(

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import optax
 from jax import lax
 
+from cnn_jax.train.losses import get_loss
 from cnn_jax.train.state import TrainState
 from cnn_jax.train.transfer import frozen_batch_norm
 
@@ -71,6 +72,7 @@ def train_step(
     augment_ops: tuple[tuple[str, dict[str, Any]], ...] = (),
     aux_loss_weight: float = 0.0,
     frozen: tuple[str, ...] = (),
+    loss: str = "cross_entropy",
 ) -> tuple[TrainState, dict[str, Array]]:
     """One optimizer step on a batch.
 
@@ -97,6 +99,9 @@ def train_step(
       frozen: module-path patterns whose batch normalization runs in inference mode
         (``cnn_jax.train.transfer.frozen_batch_norm``); the parameters are frozen by
         the optimizer.
+      loss: ``cross_entropy`` or a ``cnn_jax.train.losses`` name (``config.loss``); the
+        others replace the cross-entropy (label smoothing and auxiliary heads apply to
+        ``cross_entropy`` only) and give the accuracy.
 
     Returns:
       ``(new_state, metrics)`` with metrics ``loss``, ``accuracy``, ``grad_norm``,
@@ -112,8 +117,11 @@ def train_step(
 
         images = augment(images, augment_rng, augment_ops)
 
+    custom = get_loss(loss)
+
     def loss_fn(params: Any) -> tuple[Array, tuple[Array, Array, Any]]:
         mutable = ["batch_stats"] if state.batch_stats else []
+        extra = {"label": batch["label"]} if custom is not None and custom.label_to_model else {}
         with frozen_batch_norm(frozen):
             out = state.apply_fn(
                 state.variables(params),
@@ -121,8 +129,12 @@ def train_step(
                 train=True,
                 rngs={"dropout": dropout_rng},
                 mutable=mutable,
+                **extra,
             )
         (logits, features), updates = out
+        if custom is not None:
+            losses, correct = custom.fn(logits, features, {**batch, "image": images})
+            return jnp.mean(losses), (jnp.mean(losses), jnp.mean(correct), updates)
         main = jnp.mean(cross_entropy(logits, batch["label"], label_smoothing))
         loss = main
         if aux_loss_weight:
@@ -131,12 +143,11 @@ def train_step(
                 loss += aux_loss_weight * jnp.mean(
                     cross_entropy(a, batch["label"], label_smoothing)
                 )
-        return loss, (main, logits, updates)
+        return loss, (main, jnp.mean(jnp.argmax(logits, -1) == batch["label"]), updates)
 
-    (loss, (main_loss, logits, updates)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+    (loss, (main_loss, accuracy, updates)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
         state.params
     )
-    accuracy = jnp.mean(jnp.argmax(logits, -1) == batch["label"])
     if axis_name is not None:
         grads = lax.pmean(grads, axis_name)
         loss, main_loss, accuracy = lax.pmean((loss, main_loss, accuracy), axis_name)
@@ -161,7 +172,11 @@ def train_step(
 
 
 def eval_step(
-    state: TrainState, batch: dict[str, Array], *, axis_name: str | None = None
+    state: TrainState,
+    batch: dict[str, Array],
+    *,
+    axis_name: str | None = None,
+    loss: str = "cross_entropy",
 ) -> dict[str, Array]:
     """Sums of loss and top-1/top-5 hits over the real (``mask``ed) examples of a batch.
 
@@ -170,16 +185,28 @@ def eval_step(
       batch: ``image``, ``label`` and optionally ``mask`` (1 for real examples, 0 for
         the padding that completes the last batch).
       axis_name: the ``pmap`` axis, or None.
+      loss: as in ``train_step``; with another loss than ``cross_entropy``, ``top1``
+        counts its ``correct`` examples, and so does ``top5`` for multi-hot labels.
 
     Returns:
       Sums ``loss``, ``top1``, ``top5`` and the ``count`` of real examples.
     """
-    logits, _ = state.apply_fn(state.variables(), as_float_images(batch["image"]), train=False)
-    mask = batch.get("mask", jnp.ones(batch["label"].shape, jnp.float32)).astype(jnp.float32)
+    images = as_float_images(batch["image"])
+    logits, features = state.apply_fn(state.variables(), images, train=False)
+    n = batch["label"].shape[0]
+    mask = batch.get("mask", jnp.ones((n,), jnp.float32)).astype(jnp.float32)
+    custom = get_loss(loss)
+    if custom is None:
+        losses = cross_entropy(logits, batch["label"])
+        top1 = _topk_correct(logits, batch["label"], 1)
+    else:
+        losses, top1 = custom.fn(logits, features, {**batch, "image": images})
+    multi_hot = batch["label"].ndim > 1
+    top5 = top1 if multi_hot else _topk_correct(logits, batch["label"], 5)
     out = {
-        "loss": jnp.sum(cross_entropy(logits, batch["label"]) * mask),
-        "top1": jnp.sum(_topk_correct(logits, batch["label"], 1) * mask),
-        "top5": jnp.sum(_topk_correct(logits, batch["label"], 5) * mask),
+        "loss": jnp.sum(losses * mask),
+        "top1": jnp.sum(top1 * mask),
+        "top5": jnp.sum(top5 * mask),
         "count": jnp.sum(mask),
     }
     if axis_name is not None:
