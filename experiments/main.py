@@ -5,12 +5,18 @@ Examples:
   python -m experiments.main --config=experiments/configs/lenet5_mnist.py:modern \
       --config.optim.learning_rate=0.05 --workdir=runs/lenet5_modern
 
-The config is locked: overriding a key that does not exist is an error. Multi-host:
+The config is locked: overriding a key that does not exist is an error naming the key
+and the known keys nearby. A run that stops on a fault it can name (a checkpoint that
+cannot be written, no intact checkpoint, a checkpoint that does not fit the model, a
+config that changes a resumed run, divergence, a locked workdir) prints one error line
+and exits with status 1 (docs/FAULTS.md). Multi-host:
 pass ``--coordinator_address=host:port --num_processes=N --process_id=I`` (or nothing on
 a TPU pod, where ``jax.distributed.initialize()`` finds them).
 """
 
+import difflib
 import logging as std_logging
+import sys
 from pathlib import Path
 
 from absl import app, flags, logging
@@ -52,6 +58,42 @@ def _own_info_only(record: std_logging.LogRecord) -> bool:
     return record.levelno >= std_logging.WARNING or record.pathname.startswith(_OWN_CODE)
 
 
+def _parse_flags(argv: list[str]) -> list[str]:
+    """Parses the flags; an override of a key the config lacks is a flags error naming it."""
+    try:
+        return app.parse_flags_with_usage(argv)
+    except (AttributeError, KeyError) as e:  # ml_collections' error for a locked config
+        message = _unknown_override(argv) or f"bad --config override: {e!r}"
+    sys.stderr.write(f"FATAL Flags parsing error: {message}\n")
+    sys.exit(1)
+
+
+def _unknown_override(argv: list[str]) -> str | None:
+    """Names the first ``--config.a.b=...`` whose key is unknown, and the keys nearby."""
+    from cnn_jax.train.config import default_config
+    from cnn_jax.train.config_record import flatten
+
+    known = set(flatten(default_config()))
+    known |= {k.rsplit(".", 1)[0] for k in known if "." in k}
+    for arg in argv[1:]:
+        if not arg.startswith("--config."):
+            continue
+        key = arg[len("--config.") :].split("=", 1)[0]
+        if key in known or key.split(".")[0] in ("model_kwargs", "dataset_options"):
+            continue
+        parent = key.rsplit(".", 1)[0] if "." in key else ""
+        siblings = sorted(k for k in known if k.rsplit(".", 1)[0] == parent and "." in k) or sorted(
+            k for k in known if "." not in k
+        )
+        near = difflib.get_close_matches(key, sorted(known), n=5, cutoff=0.6)
+        return (
+            f"--config.{key}: the config has no key {key!r}; "
+            + (f"did you mean {', '.join(near)}? " if near else "")
+            + f"known keys{' of ' + parent if parent else ''}: {', '.join(siblings)}"
+        )
+    return None
+
+
 def main(argv: list[str]) -> None:
     """Sets up the process (host memory, XLA flags, TensorFlow), joins the hosts, trains."""
     if len(argv) > 1:
@@ -80,9 +122,28 @@ def main(argv: list[str]) -> None:
     if FLAGS.coordinator_address or FLAGS.distributed:
         jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
     from cnn_jax.train import train_and_evaluate
+    from cnn_jax.train.checkpoint import (
+        CheckpointMismatchError,
+        CheckpointWriteError,
+        CorruptCheckpointError,
+    )
+    from cnn_jax.train.config_record import ConfigChangedError
+    from cnn_jax.train.divergence import TrainingDivergedError
+    from cnn_jax.train.workdir_lock import WorkdirLockedError
 
-    train_and_evaluate(FLAGS.config, FLAGS.workdir)
+    try:
+        train_and_evaluate(FLAGS.config, FLAGS.workdir)
+    except (
+        CheckpointWriteError,
+        CorruptCheckpointError,
+        CheckpointMismatchError,
+        ConfigChangedError,
+        TrainingDivergedError,
+        WorkdirLockedError,
+    ) as e:
+        logging.error("%s: %s", type(e).__name__, e)
+        sys.exit(1)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=_parse_flags)

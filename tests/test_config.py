@@ -169,3 +169,64 @@ def test_launcher_passes_init_from_to_the_loop(tmp_path):
     )
     assert out.returncode != 0
     assert f"`config.init_from.path` (='{missing}') is not a file" in out.stderr, out.stderr
+
+
+@pytest.mark.parametrize(
+    "key,value,match",
+    [
+        ("seed", 2**70, r"`config.seed` \(=1180591620717411303424\) must be in \[0, 2\*\*32\)"),
+        ("seed", -1, r"`config.seed` \(=-1\) must be in \[0, 2\*\*32\)"),
+        ("label_smoothing", 1.0, r"`config.label_smoothing` \(=1.0\) must be in \[0, 1\)"),
+        ("label_smoothing", -0.1, r"`config.label_smoothing` \(=-0.1\) must be in \[0, 1\)"),
+        ("optim.momentum", -0.5, r"`config.optim.momentum` \(=-0.5\) must be in \[0, 1\)"),
+        ("optim.b2", 1.0, r"`config.optim.b2` \(=1.0\) must be in \[0, 1\)"),
+        ("optim.eps", -1e-8, r"`config.optim.eps` \(=-1e-08\) must be >= 0"),
+        ("optim.decay", float("nan"), r"`config.optim.decay` \(=nan\) must be in \[0, 1\)"),
+        ("optim.warmup_epochs", -1.0, r"`config.optim.warmup_epochs` \(=-1.0\) must be >= 0"),
+        ("optim.decay_factor", -0.5, r"`config.optim.decay_factor` \(=-0.5\) must be >= 0"),
+        ("aux_loss_weight", float("inf"), r"`config.aux_loss_weight` \(=inf\) must be >= 0"),
+        ("pad_to", 0, r"`config.pad_to` \(=0\) must be >= 1"),
+        ("optim.weight_decay", -1e-4, r"`optim.weight_decay` \(=-0.0001\) must be non-negative"),
+    ],
+)
+def test_numbers_out_of_range_are_named_with_their_range(key, value, match):
+    from experiments.configs import lenet5_mnist
+
+    c = lenet5_mnist.get_config("runlocal")
+    node = c
+    *path, last = key.split(".")
+    for p in path:
+        node = node[p]
+    node.unlock()
+    node[last] = value
+    with pytest.raises(ValueError, match=match):
+        validate_config(c)
+        optim_lib.make_optimizer(c.optim, 10, 10)
+
+
+def test_every_range_names_a_key_of_the_defaults():
+    from cnn_jax.train.config import RANGES
+    from cnn_jax.train.config_record import flatten
+
+    keys = set(flatten(default_config()))
+    assert {key for key, *_ in RANGES} <= keys
+
+
+def _launch(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "experiments.main", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "JAX_PLATFORMS": "cpu"},
+    )
+
+
+def test_unknown_override_names_the_key_and_the_keys_nearby(tmp_path):
+    config = "--config=experiments/configs/lenet5_mnist.py:runlocal"
+    out = _launch(config, f"--workdir={tmp_path}", "--config.optim.momentun=1")
+    assert out.returncode == 1
+    assert "Traceback" not in out.stderr, out.stderr
+    assert "--config.optim.momentun: the config has no key 'optim.momentun'" in out.stderr
+    assert "did you mean optim.momentum" in out.stderr and "optim.nesterov" in out.stderr

@@ -11,7 +11,10 @@ import numpy as np
 import pytest
 from absl import logging as absl_logging
 
+from cnn_jax.data import resolve_data_dir
 from cnn_jax.train import checkpoint_integrity as integrity
+from cnn_jax.train import loop as loop_lib
+from cnn_jax.train import train_and_evaluate
 from cnn_jax.train.checkpoint import (
     Checkpointer,
     CheckpointMismatchError,
@@ -254,3 +257,95 @@ def test_eval_frequency_is_free_unless_it_steers_the_learning_rate(tmp_path):
     check_or_record(_small_config(**plateau), str(tmp_path / "p"), resuming=False)
     with pytest.raises(ConfigChangedError, match="eval_every_steps"):
         check_or_record(_small_config(eval_every_steps=7, **plateau), str(tmp_path / "p"), True)
+
+
+# --- 11 and 12: reruns and resumes through the loop ------------------------------------
+
+needs_mnist = pytest.mark.skipif(
+    not (resolve_data_dir()[0] / "mnist" / "train-images-idx3-ubyte.gz").exists(),
+    reason="MNIST not found in the data directory (../shared/data or $CNN_JAX_DATA_DIR)",
+)
+
+
+def _rows(workdir):
+    rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+    for r in rows:
+        r.pop("examples_per_second", None)  # a timing
+    return rows
+
+
+@needs_mnist
+def test_rerun_of_a_finished_workdir_returns_the_final_evaluation(tmp_path):
+    c = _small_config(num_train_steps=6, log_every_steps=3, eval_every_steps=6, progress_bar=False)
+    first = train_and_evaluate(c, str(tmp_path))
+    again = train_and_evaluate(c, str(tmp_path))
+    assert again["steps"] == 6
+    for k in ("test_loss", "test_accuracy", "test_top5_accuracy", "test_count"):
+        assert again[k] == first[k], k
+    assert [r["step"] for r in _rows(tmp_path) if r["split"] == "test"] == [6]
+    shorter = _small_config(
+        num_train_steps=4, log_every_steps=3, progress_bar=False, allow_config_change=True
+    )
+    with pytest.raises(ValueError, match=r"\(4 steps.*below the step of the newest .*\(6\)"):
+        train_and_evaluate(shorter, str(tmp_path))
+
+
+@needs_mnist
+def test_resumed_run_logs_the_metrics_of_an_uninterrupted_one(tmp_path, monkeypatch):
+    c = _small_config(
+        num_train_steps=8, log_every_steps=4, checkpoint_every_steps=3, progress_bar=False
+    )
+    train_and_evaluate(c, str(tmp_path / "straight"))
+    calls = []
+
+    def preempt_at_step_5(flag, count, sync):
+        calls.append(flag)
+        return len(calls) == 5
+
+    monkeypatch.setattr(loop_lib, "agreed", preempt_at_step_5)
+    summary = train_and_evaluate(c, str(tmp_path / "resumed"))
+    assert summary["preempted"] and summary["steps"] == 5
+    monkeypatch.undo()
+    train_and_evaluate(c, str(tmp_path / "resumed"))
+    assert _rows(tmp_path / "resumed") == _rows(tmp_path / "straight")
+
+
+@needs_mnist
+def test_launcher_with_a_checkpoints_file_exits_at_once_with_one_error_line(tmp_path):
+    (tmp_path / "checkpoints").write_text("x")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "experiments.main",
+            "--config=experiments/configs/lenet5_mnist.py:runlocal",
+            f"--workdir={tmp_path}",
+            "--config.progress_bar=False",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,  # it hung here in threading._shutdown
+        env={**os.environ, "JAX_PLATFORMS": "cpu"},
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert "CheckpointWriteError: cannot create the checkpoint folder" in proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_reinit_pattern_matching_nothing_names_the_config_key(tmp_path):
+    import jax
+    import optax
+    from ml_collections import ConfigDict
+
+    from cnn_jax.models import LeNet5
+    from cnn_jax.train import build, create_train_state
+
+    state = create_train_state(LeNet5(), optax.sgd(0.1), jax.random.key(0), (1, 32, 32, 1))
+    weights = tmp_path / "w.pth"
+    weights.write_bytes(b"not read: the patterns are checked first")
+    init = ConfigDict(
+        dict(source="torchvision", name="resnet18", path=str(weights), reinit=("/head/",))
+    )
+    with pytest.raises(ValueError, match=r"`config.init_from.reinit` pattern\(s\) \['/head/'\]"):
+        build.init_from(init, state)

@@ -1,7 +1,7 @@
 """A run's parts built from its config: model, optimizer, state, augmentations.
 
-The fresh or loaded (``config.init_from``) state, and the checks that fail at start
-rather than deep inside a run.
+The fresh, loaded (``config.init_from``) or restored state, and the checks that fail at
+start rather than deep inside a run.
 """
 
 from __future__ import annotations
@@ -32,6 +32,9 @@ __all__ = [
     "init_from",
     "init_from_enabled",
     "model_inputs",
+    "pending_from_extra",
+    "pending_to_extra",
+    "restore_or_initialize",
 ]
 
 
@@ -161,7 +164,8 @@ def init_from(init: Any, state: TrainState) -> TrainState:
       state.
 
     Raises:
-      ValueError: naming the key for an unknown source or name or a missing file.
+      ValueError: naming the key for an unknown source or name, a missing file, or a
+        ``reinit`` pattern that matches no variable of the model.
     """
     from cnn_jax import weights
 
@@ -190,6 +194,9 @@ def init_from(init: Any, state: TrainState) -> TrainState:
         )
     reinit = tuple(init.get("reinit", ()) or ())
     template = state.variables()
+    from cnn_jax.weights._tree import check_patterns
+
+    check_patterns(reinit, traverse_util.flatten_dict(template), "config.init_from.reinit")
     if source == "torchvision":
         state_dict = weights.load_state_dict(path)
         if spec.prepare is not None:
@@ -214,3 +221,69 @@ def init_from(init: Any, state: TrainState) -> TrainState:
         batch_stats=merged.get("batch_stats", state.batch_stats),
         opt_state=state.tx.init(params),
     )
+
+
+def restore_or_initialize(
+    config: ConfigDict, state: TrainState, ckpt: Any, num_steps: int, workdir: str, lead: bool
+) -> tuple[TrainState, int, list[tuple[int, dict[str, np.ndarray]]]]:
+    """The newest intact checkpoint if there is one, else ``config.init_from``'s weights.
+
+    A checkpoint written before the state had a ``plateau`` entry restores without it
+    (the fresh one is kept). The config is recorded in the workdir at a fresh start and
+    checked against the record on a resume (``cnn_jax.train.config_record``).
+
+    Args:
+      config: the experiment config.
+      state: the fresh state.
+      ckpt: the run's ``Checkpointer``.
+      num_steps: the run length.
+      workdir: the run's directory.
+      lead: whether this is the first process (which writes the record).
+
+    Returns:
+      ``(state, start step, pending)``: ``pending`` holds the ``(step, host metrics)``
+      of the steps after the last log that the checkpoint saved with it.
+
+    Raises:
+      ConfigChangedError: (a ValueError) if the run length is below the checkpoint's
+        step, or if a resume changes the trajectory without
+        ``config.allow_config_change``.
+    """
+    from cnn_jax.train import config_record
+
+    restored = ckpt.restore_latest(state.checkpoint_tree())
+    if restored is None:
+        config_record.check_or_record(config, workdir, resuming=False, lead=lead)
+        if init_from_enabled(config.get("init_from")):
+            state = init_from(config.init_from, state)
+        return state, 0, []
+    start = int(restored.step)
+    if num_steps < start:
+        raise config_record.ConfigChangedError(
+            f"the run length ({num_steps} steps: `config.num_train_steps` or "
+            f"`config.num_epochs`) is below the step of the newest checkpoint in "
+            f"{ckpt.directory} ({start}); set at least {start} (with "
+            "`config.allow_config_change=True`), or use a new workdir"
+        )
+    config_record.check_or_record(config, workdir, resuming=True, lead=lead)
+    return state.restore(restored.tree), start, pending_from_extra(restored.extra)
+
+
+def pending_to_extra(pending: list[tuple[int, dict[str, Any]]]) -> dict[str, Any]:
+    """The training metrics not yet logged, as JSON (values with their dtypes)."""
+    return {
+        "pending": [
+            [int(s), {k: [float(v), str(np.asarray(v).dtype)] for k, v in m.items()}]
+            for s, m in pending
+        ]
+    }
+
+
+def pending_from_extra(extra: Any) -> list[tuple[int, dict[str, np.ndarray]]]:
+    """The inverse of :func:`pending_to_extra` (empty for a checkpoint without it)."""
+    if not extra or "pending" not in extra:
+        return []
+    return [
+        (int(s), {k: np.asarray(v, dtype) for k, (v, dtype) in m.items()})
+        for s, m in extra["pending"]
+    ]
