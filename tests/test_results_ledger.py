@@ -44,7 +44,7 @@ def test_every_ledger_value_is_in_both_tables():
 def test_config_docstrings_quote_the_ledger():
     """A config whose run is in the ledger states the recorded value in its docstring."""
     for e in reproduce.load():
-        config = ROOT / "experiments" / "configs" / f"{e['name']}.py"
+        config = ROOT / e.get("config", f"experiments/configs/{e['name']}.py")
         if config.exists():
             assert reproduce._fmt(e, e["value"]) in config.read_text(), config.name
 
