@@ -14,9 +14,10 @@ checkpoint compares its config with the record, key by key (``a.b.c``):
   ``config.allow_config_change`` is True; then the changes are logged as a warning and
   the record is updated.
 
-Training longer (a larger ``num_train_steps`` or ``num_epochs``) is such a change: the
-learning-rate schedule spans the run length, so the resumed run does not follow the
-trajectory of a run planned that long. Allow it explicitly.
+The run length (``num_train_steps``, ``num_epochs``) is free unless the schedule is
+``cosine``, the one schedule that spans the run length: training a cosine run longer
+does not follow the trajectory of a run planned that long, so it must be allowed
+explicitly. (A length below the checkpoint's step is always an error.)
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ FREE_KEYS = frozenset(
     }
 )
 _EVAL_KEYS = frozenset({"eval_every_steps", "eval_batch_size"})
+_LENGTH_KEYS = frozenset({"num_train_steps", "num_epochs"})
 _ABSENT = "<absent>"
 
 
@@ -114,6 +116,8 @@ def check_or_record(config: ConfigDict, workdir: str, resuming: bool, lead: bool
             "optim.reduce_on_plateau.metric"
         )
         free = FREE_KEYS if plateau else FREE_KEYS | _EVAL_KEYS
+        if "cosine" not in (new.get("optim.schedule"), old.get("optim.schedule")):
+            free = free | _LENGTH_KEYS  # the schedule does not span the run length
         lines = [f"  {k}: {old.get(k, _ABSENT)!r} -> {new.get(k, _ABSENT)!r}" for k in changed]
         strict = [line for k, line in zip(changed, lines) if k not in free]
         if strict and not config.get("allow_config_change", False):

@@ -14,8 +14,14 @@ Resumption: the state is checkpointed every ``config.checkpoint_every_steps`` st
 at the end; a run restarted in the same ``workdir`` restores the newest checkpoint
 and continues with the same batches (the input pipeline starts at the restored step)
 and the same dropout keys (``fold_in(key, step)``), so an interrupted run ends with
-the same parameters as an uninterrupted one. SIGTERM (preemption) saves a checkpoint
-and returns (all processes agree on it first). A non-finite loss or gradient stops
+the same parameters as an uninterrupted one; the training metrics not yet logged are
+saved with each checkpoint, so the logs match too. A damaged newest checkpoint (its
+SHA-256 does not match) is set aside for the newest intact one; a failed save stops the
+run at once (``cnn_jax.train.checkpoint``). The config is recorded in the workdir, and a
+resume that changes the trajectory is refused unless ``config.allow_config_change``
+(``cnn_jax.train.config_record``); a finished workdir run again returns its final
+evaluation. SIGTERM (preemption) saves a checkpoint and returns (all processes agree on
+it first). A non-finite loss or gradient stops
 training with a ``TrainingDivergedError`` (a ``FloatingPointError``) naming the step.
 A checkpoint is only written once its parameters are known to be good: after the next
 step's loss and gradient, computed from them, came out finite (at the end of training
