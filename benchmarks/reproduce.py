@@ -141,8 +141,12 @@ def measure(entry: dict[str, Any], workdir: str | os.PathLike) -> dict[str, floa
     return out
 
 
-def run_entry(entry: dict[str, Any], workdir: str, log=sys.stdout) -> dict[str, Any]:
+def run_entry(
+    entry: dict[str, Any], workdir: str, log=sys.stdout, env: dict[str, str] | None = None
+) -> dict[str, Any]:
     """Runs an entry's setup and command with ``{workdir}`` set; returns the measured values.
+
+    ``env`` is the commands' environment (default: this process's).
 
     Returns:
       ``{"values": {metric: value}, "wall_seconds": s, "rc": returncode}``.
@@ -154,7 +158,8 @@ def run_entry(entry: dict[str, Any], workdir: str, log=sys.stdout) -> dict[str, 
         if argv[0] == "python":
             argv[0] = sys.executable
         print(f"$ {shlex.join(argv)}", file=log, flush=True)
-        rc = subprocess.run(argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT).returncode
+        out = subprocess.run(argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
+        rc = out.returncode
         if rc:
             break
     wall = time.perf_counter() - t0
@@ -290,8 +295,8 @@ def _parse_args(argv):
     return p.parse_args(argv)
 
 
-def main(argv=None) -> int:
-    """The command line; returns the exit status."""
+def main(argv=None, env: dict[str, str] | None = None) -> int:
+    """The command line; returns the exit status (``env``: the reruns' environment)."""
     args = _parse_args(argv)
     ledger = Path(args.ledger)
     entries = load(ledger)
@@ -327,10 +332,10 @@ def main(argv=None) -> int:
         print(f"tables {'written' if args.write_table else 'up to date'}: {list(TABLE_FILES)}")
     if args.list or args.from_workdir or args.write_table or args.check_table:
         return 0
-    return rerun(entries, args, ledger, now)
+    return rerun(entries, args, ledger, now, env)
 
 
-def rerun(entries, args, ledger: Path, now: str) -> int:
+def rerun(entries, args, ledger: Path, now: str, env=None) -> int:
     """Reruns the selected entries, prints recorded vs now; 1 on drift or failure."""
     only = [n for n in args.only.split(",") if n]
     unknown = sorted(set(only) - {e["name"] for e in entries})
@@ -348,7 +353,7 @@ def rerun(entries, args, ledger: Path, now: str) -> int:
     results, bad = [], False
     for e in selected:
         with tempfile.TemporaryDirectory(prefix=f"reproduce_{e['name']}_") as workdir:
-            r = run_entry(e, workdir)
+            r = run_entry(e, workdir, env=env)
         now_value = r["values"].get(e["metric"])
         drift = r["rc"] != 0 or drifted(e, now_value)
         bad |= drift
