@@ -134,3 +134,25 @@ def test_bad_arguments():
         preact_resnet.PreActResNet1001(num_classes=0)
     with pytest.raises(ValueError, match=r"`widths` \(=\(\)\)"):
         preact_resnet.PreActResNetCifar(widths=())
+
+
+def test_deep_compile_benchmark_command_line(capsys):
+    """``benchmarks.deep_compile_cpu``: ``--help``, and a bad depth named (checked
+    before the process is set up)."""
+    from benchmarks import deep_compile_cpu
+
+    for argv, code in ((["--help"], 0), (["--depth", "12"], 2)):
+        with pytest.raises(SystemExit) as stop:
+            deep_compile_cpu.main(argv)
+        assert stop.value.code == code
+    out, err = capsys.readouterr()
+    assert "--xla-defaults" in out and "--depth (=12)" in err
+
+
+@pytest.mark.slow
+def test_deep_compile_benchmark_compiles():
+    from benchmarks import deep_compile_cpu
+
+    r = deep_compile_cpu.compile_form(11, 2, "scan+remat")
+    assert r["total"] >= r["compile"] > 0
+    assert r["peak"] is None or r["peak"] >= r["temp"] > 0

@@ -1,0 +1,149 @@
+"""Compile time and peak memory of a very deep CIFAR training step on the CPU.
+
+The step is the one of ``benchmarks.zoo.steps`` (forward in training mode, softmax
+cross-entropy, gradient, SGD with momentum 0.9, batch-norm statistics updated, the
+state donated) for ``cnn_jax.models.preact_resnet.PreActResNetCifar`` (ResNet-1001 by
+default) on 32x32x3 CIFAR images, in up to three forms: the identical units through
+``nn.scan`` (``scan``), the same with ``nn.remat`` (``scan+remat``), and unrolled
+(``unrolled``; slow to compile at depth 1001, so only with ``--unrolled``). Only
+shapes are needed: the variables come from ``jax.eval_shape``; the step is traced,
+lowered and compiled (``jax.jit(step).trace(...).lower().compile()``), each stage timed
+(after a warm-up compilation of a tiny function; the persistent compilation cache
+off). Peak memory is XLA's own account of the compiled program
+(``compiled.memory_analysis()``): arguments + outputs + temporaries - aliased
+(donated) bytes, i.e. what one step holds at most; ``--run`` also runs the scanned
+step twice on random data and times the second call.
+
+Run from the repository root::
+
+    python -m benchmarks.deep_compile_cpu                  # ResNet-1001, batch 64
+    python -m benchmarks.deep_compile_cpu --depth 164 --unrolled --run
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from benchmarks import common
+from benchmarks.zoo.steps import train_step_fns
+
+FORMS = {"scan": (True, False), "scan+remat": (True, True), "unrolled": (False, False)}
+
+
+def compile_form(depth: int, batch: int, form: str) -> dict[str, Any]:
+    """Traces, lowers and compiles one form of the step; times, memory, the executable."""
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    from cnn_jax.models.preact_resnet import PreActResNetCifar
+
+    scan, remat = FORMS[form]
+    model = PreActResNetCifar(depth=depth, scan=scan, remat=remat)
+    tx = optax.sgd(0.1, momentum=0.9)
+    x = jax.ShapeDtypeStruct((batch, 32, 32, 3), jnp.float32)
+    y = jax.ShapeDtypeStruct((batch,), jnp.int32)
+    variables = jax.eval_shape(
+        model.init, jax.random.key(0), jax.ShapeDtypeStruct((1, 32, 32, 3), jnp.float32)
+    )
+    params, stats = variables["params"], variables["batch_stats"]
+    state = (params, stats, jax.eval_shape(tx.init, params))
+    _, step = train_step_fns(model, tx)
+    t0 = time.perf_counter()
+    traced = jax.jit(step, donate_argnums=0).trace(state, x, y)
+    t1 = time.perf_counter()
+    lowered = traced.lower()
+    t2 = time.perf_counter()
+    compiled = lowered.compile()
+    t3 = time.perf_counter()
+    mem = compiled.memory_analysis()
+    peak = None
+    if mem is not None:
+        peak = (
+            mem.argument_size_in_bytes
+            + mem.output_size_in_bytes
+            + mem.temp_size_in_bytes
+            - mem.alias_size_in_bytes
+        )
+    return {
+        "trace": t1 - t0,
+        "lower": t2 - t1,
+        "compile": t3 - t2,
+        "total": t3 - t0,
+        "temp": None if mem is None else mem.temp_size_in_bytes,
+        "peak": peak,
+        "compiled": compiled,
+        "shapes": (state, x, y),
+    }
+
+
+def _gib(n: int | None) -> str:
+    return "n/a" if n is None else f"{n / 2**30:.2f}"
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Parses the command line, compiles each form, prints a markdown table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--depth", type=int, default=1001, help="9n + 2 (default 1001)")
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--unrolled", action="store_true", help="also compile the unrolled form")
+    parser.add_argument("--no-remat", action="store_true", help="skip the scan+remat form")
+    parser.add_argument("--run", action="store_true", help="run the scanned step (2 calls)")
+    common.add_setup_arguments(parser)
+    ns = parser.parse_args(argv)
+    if ns.depth < 11 or (ns.depth - 2) % 9:
+        parser.error(f"--depth (={ns.depth}) must be 9n + 2 with n >= 1")
+    if ns.batch < 1:
+        parser.error(f"--batch (={ns.batch}) must be positive")
+    used = common.start(ns, omp_wait_policy="unset")
+    import jax
+
+    jax.config.update("jax_enable_compilation_cache", False)
+    print(f"### Pre-activation ResNet-{ns.depth} training step: compile time and memory (CPU)\n")
+    print("\n".join(common.machine_lines(used)))
+    print(f"- input: batch {ns.batch}, 32x32x3, float32; SGD momentum, BN batch statistics")
+    jax.jit(lambda v: v * 2).lower(jax.ShapeDtypeStruct((8,), "float32")).compile()
+    forms = (
+        ["scan"] + ([] if ns.no_remat else ["scan+remat"]) + (["unrolled"] if ns.unrolled else [])
+    )
+    rows, results = [], {}
+    for form in forms:
+        r = compile_form(ns.depth, ns.batch, form)
+        results[form] = r
+        rows.append(
+            [
+                form,
+                f"{r['trace']:.1f}",
+                f"{r['lower']:.1f}",
+                f"{r['compile']:.1f}",
+                f"**{r['total']:.1f}**",
+                _gib(r["temp"]),
+                f"**{_gib(r['peak'])}**",
+            ]
+        )
+    print(f"- load average at end (1, 5, 15 min): {common.load_average()}\n")
+    headers = ["form", "trace s", "lower s", "XLA compile s", "total s", "temp GiB", "peak GiB"]
+    print(common.markdown_table(headers, rows))
+    if ns.run:
+        import jax.numpy as jnp
+        import numpy as np
+
+        r = results["scan"]
+        state_shapes, xs, ys = r["shapes"]
+        state = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), state_shapes)
+        rng = np.random.default_rng(0)
+        x = jnp.asarray(rng.standard_normal(xs.shape), jnp.float32)
+        y = jnp.asarray(rng.integers(0, 10, ys.shape), jnp.int32)
+        state, loss = r["compiled"](state, x, y)
+        jax.block_until_ready(loss)
+        t0 = time.perf_counter()
+        _, loss = r["compiled"](state, x, y)
+        jax.block_until_ready(loss)
+        print(f"\nOne scanned step: {time.perf_counter() - t0:.1f} s, loss {float(loss):.3f}")
+
+
+if __name__ == "__main__":
+    main()
