@@ -7,9 +7,11 @@ default) on 32x32x3 CIFAR images, in up to three forms: the identical units thro
 ``nn.scan`` (``scan``), the same with ``nn.remat`` (``scan+remat``), and unrolled
 (``unrolled``; slow to compile at depth 1001, so only with ``--unrolled``). Only
 shapes are needed: the variables come from ``jax.eval_shape``; the step is traced,
-lowered and compiled (``jax.jit(step).trace(...).lower().compile()``), each stage timed
-(after a warm-up compilation of a tiny function; the persistent compilation cache
-off). Peak memory is XLA's own account of the compiled program
+lowered and compiled (``jax.jit(step).trace(...).lower().compile()``) after a warm-up
+compilation of a tiny function, with the persistent compilation cache off. Each stage
+is timed in wall-clock seconds, and the three together in the process's CPU time (all
+threads): on a loaded machine the wall clock exceeds it by the time spent waiting for
+a core. Peak memory is XLA's own account of the compiled program
 (``compiled.memory_analysis()``): arguments + outputs + temporaries - aliased
 (donated) bytes, i.e. what one step holds at most; ``--run`` also runs the scanned
 step twice on random data and times the second call.
@@ -52,13 +54,13 @@ def compile_form(depth: int, batch: int, form: str) -> dict[str, Any]:
     params, stats = variables["params"], variables["batch_stats"]
     state = (params, stats, jax.eval_shape(tx.init, params))
     _, step = train_step_fns(model, tx)
-    t0 = time.perf_counter()
+    c0, t0 = time.process_time(), time.perf_counter()
     traced = jax.jit(step, donate_argnums=0).trace(state, x, y)
     t1 = time.perf_counter()
     lowered = traced.lower()
     t2 = time.perf_counter()
     compiled = lowered.compile()
-    t3 = time.perf_counter()
+    t3, c3 = time.perf_counter(), time.process_time()
     mem = compiled.memory_analysis()
     peak = None
     if mem is not None:
@@ -73,6 +75,7 @@ def compile_form(depth: int, batch: int, form: str) -> dict[str, Any]:
         "lower": t2 - t1,
         "compile": t3 - t2,
         "total": t3 - t0,
+        "cpu": c3 - c0,
         "temp": None if mem is None else mem.temp_size_in_bytes,
         "peak": peak,
         "compiled": compiled,
@@ -120,12 +123,22 @@ def main(argv: Sequence[str] | None = None) -> None:
                 f"{r['lower']:.1f}",
                 f"{r['compile']:.1f}",
                 f"**{r['total']:.1f}**",
+                f"{r['cpu']:.1f}",
                 _gib(r["temp"]),
                 f"**{_gib(r['peak'])}**",
             ]
         )
     print(f"- load average at end (1, 5, 15 min): {common.load_average()}\n")
-    headers = ["form", "trace s", "lower s", "XLA compile s", "total s", "temp GiB", "peak GiB"]
+    headers = [
+        "form",
+        "trace s",
+        "lower s",
+        "XLA compile s",
+        "total s",
+        "CPU s",
+        "temp GiB",
+        "peak GiB",
+    ]
     print(common.markdown_table(headers, rows))
     if ns.run:
         import jax.numpy as jnp
