@@ -6,7 +6,8 @@ r"""Training speed of the launcher against a baseline revision, interleaved in o
 
 Checks out ``--baseline`` in a temporary ``git worktree`` and runs the same training
 job, ``python -m experiments.main --config=CONFIG ...``, in both trees: the working tree
-this command runs from ("new", uncommitted changes included) and the baseline. Each
+this command runs from ("new", uncommitted changes included; ``--new=REV`` checks out
+that revision instead) and the baseline. Each
 job runs in its own fresh process, from its own tree (its own ``cnn_jax``,
 ``experiments`` and config file), with the same interpreter, environment and data
 directory. The jobs alternate within each round (new, baseline; the next round
@@ -153,6 +154,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """The command line."""
     p = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     p.add_argument("--baseline", required=True, help="git revision to compare against")
+    p.add_argument(
+        "--new",
+        default=None,
+        help="git revision to measure, checked out like the baseline (default: this working "
+        "tree as it is, uncommitted changes included)",
+    )
     p.add_argument("--config", default=DEFAULT_CONFIG, help=f"default {DEFAULT_CONFIG}")
     p.add_argument("--steps", type=int, default=600, help="training steps per job")
     p.add_argument("--log-every", type=int, default=100, help="steps per logging window")
@@ -179,10 +186,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     ns = parse_args(argv)
     if ns.threads is not None:
         common.set_threads(ns.threads, "unset")  # inherited by the jobs (affinity)
-    new = Path(git(Path(__file__).resolve().parent, "rev-parse", "--show-toplevel"))
-    base_rev = git(new, "rev-parse", "--verify", f"{ns.baseline}^{{commit}}")
-    head_rev = git(new, "rev-parse", "HEAD")
-    dirty = bool(git(new, "status", "--porcelain", "--untracked-files=no"))
+    repo = Path(git(Path(__file__).resolve().parent, "rev-parse", "--show-toplevel"))
+    base_rev = git(repo, "rev-parse", "--verify", f"{ns.baseline}^{{commit}}")
+    if ns.new is None:
+        head_rev = git(repo, "rev-parse", "HEAD")
+        dirty = bool(git(repo, "status", "--porcelain", "--untracked-files=no"))
+    else:
+        head_rev, dirty = git(repo, "rev-parse", "--verify", f"{ns.new}^{{commit}}"), False
     env = dict(os.environ)
     if "CNN_JAX_DATA_DIR" not in env:
         from cnn_jax.data.paths import resolve_data_dir
@@ -198,10 +208,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     header = common.machine_lines()
     tmp = Path(tempfile.mkdtemp(prefix="launcher_speed_"))
     base = tmp / "baseline"
-    git(new, "worktree", "add", "--detach", str(base), base_rev)
+    new = repo if ns.new is None else tmp / "new"
+    checkouts = [(base, base_rev)] + ([] if ns.new is None else [(new, head_rev)])
     t_start = time.perf_counter()
     jobs: list[Job] = []
     try:
+        for path, rev in checkouts:
+            git(repo, "worktree", "add", "--detach", str(path), rev)
         trees = {"new": new, "baseline": base}
         for tree in trees.values():
             check_tree(tree, {**env, "PYTHONPATH": str(tree)})
@@ -218,11 +231,12 @@ def main(argv: Sequence[str] | None = None) -> None:
                     flush=True,
                 )
     finally:
-        subprocess.run(
-            ["git", "-C", str(new), "worktree", "remove", "--force", str(base)],
-            capture_output=True,
-            check=False,
-        )
+        for path, _ in checkouts:
+            subprocess.run(
+                ["git", "-C", str(repo), "worktree", "remove", "--force", str(path)],
+                capture_output=True,
+                check=False,
+            )
         shutil.rmtree(tmp, ignore_errors=True)
     report(ns, header, jobs, t_start, base_rev, head_rev, dirty, job_argv)
 
@@ -246,11 +260,12 @@ def report(
     ratio = common.ratio(timings["new"], timings["baseline"])
     print("### Launcher training speed: this tree against a baseline revision\n")
     print("\n".join(header))
-    print(
-        f"- new: the working tree at {head_rev[:9]}"
-        + (" with uncommitted changes" if dirty else "")
-        + f"; baseline: {ns.baseline} = {base_rev[:9]} (git worktree)"
+    new = (
+        f"the working tree at {head_rev[:9]}" + (" with uncommitted changes" if dirty else "")
+        if ns.new is None
+        else f"{ns.new} = {head_rev[:9]} (git worktree)"
     )
+    print(f"- new: {new}; baseline: {ns.baseline} = {base_rev[:9]} (git worktree)")
     print(f"- job: `python -m experiments.main {' '.join(job_argv)} --workdir=<temp>`")
     print(
         f"- {ns.rounds} rounds, the trees alternating (new first in odd rounds); time per "

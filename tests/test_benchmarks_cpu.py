@@ -200,6 +200,7 @@ def test_setup_xla_is_the_one_place_for_flags(monkeypatch):
         "benchmarks.mnist_time_to_99",
         "benchmarks.imagenet_models_cpu",
         "benchmarks.compile_resnet50",
+        "benchmarks.deep_compile_cpu",
         "benchmarks.init_compile_cpu",
         "benchmarks.resnet50_gpu",
         "benchmarks.airbench.run",
