@@ -925,8 +925,10 @@ def test_small_input_low_precision(rng, dtype):
 
 @pytest.mark.parametrize("dtype", [jnp.int32, jnp.int8])
 def test_integer_convolutions_are_lax(dtype):
-    """The broadcast-product paths add up in float32; integers must keep lax's exact,
-    wrapping sums: 2**24 + 1 survives, and int8 100 * 2 wraps to -56 (not 127)."""
+    """The broadcast-product paths add up in float32; integers must keep lax's exact
+    sums in the wide integer type: 2**24 + 1 survives, and int8 100 * 2 is 200 (not
+    the float path's saturated 127; cast back to int8 it wraps to -56)."""
+    wide = jax.dtypes.canonicalize_dtype(np.int64)
     big = 2**24 + 1 if dtype == jnp.int32 else 100
     w = 1 if dtype == jnp.int32 else 2
     cases = [
@@ -939,9 +941,10 @@ def test_integer_convolutions_are_lax(dtype):
         for enabled in (True, "auto"):
             with ops.use_fast_paths(enabled):
                 got = ops.conv(x, k, groups=groups)
-            assert got.dtype == dtype
+            assert got.dtype == wide
             np.testing.assert_array_equal(np.asarray(got), expected)
-        assert expected[0, 0, 0] == (big * w if dtype == jnp.int32 else -56)
+        assert expected[0, 0, 0] == big * w
+        assert expected.astype(np.dtype(dtype))[0, 0, 0] == (big * w if dtype == jnp.int32 else -56)
     # The tiled transposed convolution (kernel == stride) is a product in float32 too.
     y, k = jnp.full((1, 2, 2), big, dtype), jnp.full((2, 3, 2), w, dtype)
     with ops.use_fast_paths(False):

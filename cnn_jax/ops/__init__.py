@@ -14,10 +14,12 @@ The public ops, by module:
   receptive fields);
 * ``fast_paths``: the switch for the faster CPU derivatives (``use_fast_paths``), which
   live with their ops in the ``*_fast`` modules; ``geometry``: the one ``Geometry`` type
-  they take. ``fast`` re-exports both under their former import path.
+  they take. ``fast`` re-exports both under their former import path;
+* ``limits``: the size bounds every op checks before building XLA code
+  (``MAX_DIMENSION = 2**31 - 1`` positions per dimension, ``MAX_ELEMENTS = 2**40``).
 """
 
-from cnn_jax.ops import fast, padding, shapes
+from cnn_jax.ops import fast, limits, padding, shapes
 from cnn_jax.ops.conv import (
     PADDING_MODES,
     conv,
@@ -64,6 +66,7 @@ __all__ = [
     "fast",
     "global_avg_pool",
     "global_max_pool",
+    "limits",
     "locally_connected",
     "lp_pool",
     "max_pool",

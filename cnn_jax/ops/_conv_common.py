@@ -1,17 +1,29 @@
-"""Argument handling shared by the convolutions: padding modes, groups, bias, dtypes."""
+"""Argument handling shared by the convolutions: padding modes, groups, bias, dtypes.
+
+Integer convolutions add up in a wide integer type (``accumulator``): ``int32``
+(``uint32`` for unsigned inputs), or ``int64``/``uint64`` with ``jax_enable_x64``, and
+return it. The sums of narrow integers do not wrap (an ``int8`` window of 9 products
+of 100 is 90000, not -112); ``.astype`` the narrow type gives the wrapped value back
+(two's complement arithmetic is modulo ``2**bits``). Wide inputs can still wrap: the
+sums of ``int32`` inputs without x64 are ``int32``. Floating and boolean inputs keep
+their dtype, as in ``lax``.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
 
+import jax
 import jax.numpy as jnp
+import numpy as np
 
 from cnn_jax.ops._validate import as_tuple, is_int
-from cnn_jax.ops.geometry import Geometry
+from cnn_jax.ops.geometry import Geometry, conv_out_shape
+from cnn_jax.ops.limits import check_elements, check_window
 from cnn_jax.ops.padding import PaddingLike, effective_kernel_size, resolve_padding
 
-__all__ = ["PADDING_MODES", "add_bias", "check_groups", "prepare", "promote"]
+__all__ = ["PADDING_MODES", "accumulator", "add_bias", "check_groups", "prepare", "promote"]
 
 Array = Any
 IntOrSeq = int | Sequence[int]
@@ -36,6 +48,7 @@ def prepare(
     padding: PaddingLike,
     dilation: IntOrSeq,
     padding_mode: str,
+    out_channels: int | None = None,
 ) -> tuple[Array, Geometry]:
     """Resolves strides/dilation/padding, applies non-zero padding modes to ``x``.
 
@@ -46,6 +59,8 @@ def prepare(
       padding: any padding of ``cnn_jax.ops.padding``.
       dilation: an int or one per spatial dimension.
       padding_mode: one of ``PADDING_MODES``.
+      out_channels: the output's channels, for the check of its size (``C_in`` if
+        ``None``).
 
     Returns:
       ``x`` (padded if ``padding_mode != 'zeros'``) and the geometry whose ``padding`` is
@@ -53,7 +68,8 @@ def prepare(
 
     Raises:
       TypeError, ValueError: naming the argument, for bad strides, dilation, padding or
-        padding mode, or a kernel larger than the padded input.
+        padding mode, a kernel larger than the padded input, or sizes beyond
+        ``cnn_jax.ops.limits`` (checked before ``x`` is padded).
     """
     n = len(window)
     s = as_tuple(strides, n, "strides")
@@ -62,6 +78,7 @@ def prepare(
     spatial = tuple(x.shape[1:-1])
     pads = resolve_padding(padding, spatial, window, s, d)
     for dim, (i, k, dd, (lo, hi)) in enumerate(zip(spatial, window, d, pads)):
+        check_window(dim, i, k, dd, (lo, hi), padding)
         eff = effective_kernel_size(k, dd)
         if i + lo + hi < eff:
             raise ValueError(
@@ -79,6 +96,14 @@ def prepare(
                 f"padding ({lo}, {hi}) in spatial dimension {dim} must not exceed the input "
                 f"size (={i}) with padding_mode='circular'"
             )
+    g = Geometry(s, tuple(pads), d)
+    culprit = f"`padding` (={padding!r}) with `strides` (={strides!r})"
+    batch, channels = x.shape[0], x.shape[-1]
+    padded = (i + lo + hi for i, (lo, hi) in zip(spatial, pads))
+    check_elements((batch, *padded, channels), "the padded input", culprit)
+    out = conv_out_shape(spatial, window, g)
+    c_out = channels if out_channels is None else out_channels
+    check_elements((batch, *out, c_out), "the output", culprit)
     if mode != "zeros" and any(lo or hi for lo, hi in pads):
         x = jnp.pad(x, ((0, 0), *pads, (0, 0)), mode=PADDING_MODES[mode])
         pads = ((0, 0),) * n
@@ -105,6 +130,23 @@ def add_bias(out: Array, bias: Array | None, shapes: Sequence[tuple[int, ...]]) 
         allowed = " or ".join(str(s) for s in shapes)
         raise ValueError(f"`bias` must have shape {allowed}, got {tuple(bias.shape)}")
     return out + bias.astype(out.dtype)
+
+
+def accumulator(dtype: Any) -> Any:
+    """The dtype a convolution of ``dtype`` inputs adds up in and returns, or ``None``.
+
+    Args:
+      dtype: the (common) dtype of the input and the kernel.
+
+    Returns:
+      For integers, the widest integer type of the same signedness that JAX has in
+      effect (``int32``/``uint32``, ``int64``/``uint64`` with ``jax_enable_x64``);
+      ``None`` (``lax``'s default: ``dtype`` itself) for floating and boolean inputs.
+    """
+    if not jnp.issubdtype(dtype, jnp.integer):
+        return None
+    wide = np.uint64 if jnp.issubdtype(dtype, jnp.unsignedinteger) else np.int64
+    return jax.dtypes.canonicalize_dtype(wide)
 
 
 def promote(*arrays: Array) -> list[Array]:

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 from jax import lax
 from jax.custom_derivatives import SymbolicZero
 
+from cnn_jax.ops._conv_common import accumulator
 from cnn_jax.ops.geometry import (
     Geometry,
     conv_out_shape,
@@ -34,7 +35,10 @@ def dot(a: Array, b: Array, precision: Any) -> Array:
 
 
 def lax_conv(x: Array, w: Array, g: Geometry) -> Array:
-    """``lax.conv_general_dilated`` over channels-last arrays with the geometry ``g``."""
+    """``lax.conv_general_dilated`` over channels-last arrays with the geometry ``g``.
+
+    Integers add up in, and return, ``cnn_jax.ops._conv_common.accumulator``'s wide type.
+    """
     return lax.conv_general_dilated(
         x,
         w,
@@ -44,6 +48,7 @@ def lax_conv(x: Array, w: Array, g: Geometry) -> Array:
         dimension_numbers=dimension_numbers(x.ndim - 2),
         feature_group_count=g.groups,
         precision=g.precision,
+        preferred_element_type=accumulator(x.dtype),
     )
 
 

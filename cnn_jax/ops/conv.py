@@ -3,7 +3,18 @@
 Layouts: inputs ``(N, *spatial, C)``, kernels ``(*window, C_in / groups, C_out)``
 (NHWC / HWIO), outputs ``(N, *spatial', C_out)``. Every op resolves its padding with
 ``cnn_jax.ops.padding.resolve_padding`` and checks its arguments before any XLA
-code is built, so a bad argument gives an error that names it and its value.
+code is built, so a bad argument gives an error that names it and its value; sizes
+beyond ``cnn_jax.ops.limits`` (a dimension past ``2**31 - 1``, an array past ``2**40``
+elements) are such errors too.
+
+Dtypes: the input and the kernel are promoted to their common dtype. Floating (and
+boolean) convolutions return that dtype. Integer convolutions add up in a wide integer
+type and return it: ``int32`` (``uint32`` for unsigned inputs), ``int64``/``uint64`` with
+``jax_enable_x64`` (``preferred_element_type`` of ``lax.conv_general_dilated``). So an
+``int8`` window of nine products ``100 * 100`` gives 90000, where ``lax`` with its
+default would wrap to -112; ``out.astype(jnp.int8)`` gives the wrapped value back. Sums
+beyond the wide type still wrap (``int32`` inputs without x64). PyTorch refuses integer
+convolutions on the CPU; this is numpy's rule for integer sums.
 """
 
 from __future__ import annotations
@@ -24,8 +35,9 @@ from cnn_jax.ops._validate import (
 )
 from cnn_jax.ops.conv_local import locally_connected, tiled_conv
 from cnn_jax.ops.geometry import TransposeGeometry
+from cnn_jax.ops.limits import check_elements
 from cnn_jax.ops.padding import PaddingLike, effective_kernel_size, resolve_padding
-from cnn_jax.ops.shapes import check_output_padding
+from cnn_jax.ops.shapes import check_output_padding, check_transpose_extents
 
 __all__ = [
     "PADDING_MODES",
@@ -76,14 +88,16 @@ def conv(
       precision: passed to ``lax.conv_general_dilated``.
 
     Returns:
-      The output, of shape ``(N, *conv_output_size(spatial, ...), C_out)``.
+      The output, of shape ``(N, *conv_output_size(spatial, ...), C_out)``, of the
+      promoted dtype, or for integers of the wide integer type (module docstring).
 
     Raises:
       TypeError: for arguments of the wrong type.
       ValueError: for wrong ranks, channels that do not match the kernel or
         ``groups``, non-positive strides/dilations, an empty kernel window, an unknown
-        padding, padding mode or ``precision``, or a kernel larger than the padded
-        input.
+        padding, padding mode or ``precision``, a kernel larger than the padded input,
+        or sizes beyond ``cnn_jax.ops.limits`` (a padded input, dilated kernel or output
+        longer than ``2**31 - 1``, or an output of more than ``2**40`` elements).
     """
     n = spatial_rank(x)
     check_array_rank(
@@ -106,7 +120,7 @@ def conv(
             f"`groups` (={groups}) must divide the output channels (={kernel.shape[-1]})"
         )
     x, kernel = promote(x, kernel)
-    x, g = prepare(x, kernel.shape[:-2], strides, padding, dilation, padding_mode)
+    x, g = prepare(x, kernel.shape[:-2], strides, padding, dilation, padding_mode, kernel.shape[-1])
     # `conv_fast.conv` is `lax.conv_general_dilated` with these arguments, with faster
     # derivatives where a fast path is enabled (`cnn_jax.ops.use_fast_paths`).
     out = conv_fast.conv(x, kernel, g._replace(groups=groups, precision=_hashable(precision)))
@@ -160,12 +174,13 @@ def conv_transpose(
       precision: passed to ``lax.conv_general_dilated``.
 
     Returns:
-      The output, of shape ``(N, *spatial', C_in)``.
+      The output, of shape ``(N, *spatial', C_in)``, of the dtype ``conv`` gives.
 
     Raises:
       TypeError, ValueError: for wrong ranks or channels, bad strides/dilation/groups,
         an empty kernel window, an unknown ``precision``, an ``output_padding`` too
-        large, an unreachable ``output_shape``, or a padding larger than the output.
+        large, an unreachable ``output_shape``, a padding larger than the output, or
+        sizes beyond ``cnn_jax.ops.limits``.
     """
     n = spatial_rank(y, "y")
     check_array_rank(
@@ -188,6 +203,7 @@ def conv_transpose(
     d = as_tuple(dilation, n, "dilation")
     in_sizes = tuple(y.shape[1:-1])
     eff = [effective_kernel_size(k, dd) for k, dd in zip(window, d)]
+    check_transpose_extents(in_sizes, window, s, d)
 
     if output_shape is not None:
         if any(as_tuple(output_padding, n, "output_padding", minimum=0)):
@@ -228,7 +244,7 @@ def conv_transpose(
             ]
         else:
             pads = resolve_padding(padding, in_sizes, window, s, d)  # independent of size
-    lax_pads = []
+    lax_pads, sizes = [], []
     for dim in range(n):
         lo, hi = pads[dim]
         size = s[dim] * (in_sizes[dim] - 1) + a[dim] + eff[dim] - (lo + hi)
@@ -239,6 +255,14 @@ def conv_transpose(
                 f"kernel {window[dim]}, stride {s[dim]}, dilation {d[dim]}"
             )
         lax_pads.append((eff[dim] - 1 - lo, eff[dim] - 1 - hi + a[dim]))
+        sizes.append(size)
+    culprit = f"`strides` (={strides!r}) with `dilation` (={dilation!r})"
+    batch = y.shape[0]
+    check_elements((batch, *sizes, kernel.shape[-2] * groups), "the output", culprit)
+    dilated = (
+        ss * (i - 1) + 1 + max(lo, 0) + max(hi, 0) for ss, i, (lo, hi) in zip(s, in_sizes, lax_pads)
+    )
+    check_elements((batch, *dilated, c_out), "the zero-dilated, padded input", culprit)
     y, kernel = promote(y, kernel)
     geometry = TransposeGeometry(
         s, tuple(lax_pads), tuple(lo for lo, _ in pads), d, _hashable(precision), groups
@@ -275,7 +299,7 @@ def depthwise_conv(
       precision: see ``conv``.
 
     Returns:
-      ``(N, *spatial', C * m)``.
+      ``(N, *spatial', C * m)``, of the dtype ``conv`` gives.
 
     Raises:
       ValueError: if the kernel is not ``(*window, 1, C * m)``, and as ``conv``.
@@ -330,7 +354,8 @@ def separable_conv(
       precision: see ``conv``.
 
     Returns:
-      ``(N, *spatial', C_out)``.
+      ``(N, *spatial', C_out)``, of the dtype ``conv`` gives (both steps add up integers
+      in the wide type).
 
     Raises:
       ValueError: for kernels of the wrong shape, and as ``depthwise_conv``.

@@ -148,7 +148,7 @@ def_bilinear_jvp(_conv, _tangent_input, _tangent_kernel)
 def _dispatch(x: Array, w: Array, g: Geometry, enabled: frozenset[str]) -> Array:
     """The convolution by the fast paths ``enabled`` (see ``conv``)."""
     if not jnp.issubdtype(x.dtype, jnp.inexact):
-        return lax_conv(x, w, g)  # integers: exact sums in their own type
+        return lax_conv(x, w, g)  # integers: exact sums in the wide type
     c_in = x.shape[-1]
     depthwise = g.groups > 1 and g.groups == c_in and w.shape[-2] == 1
     if depthwise and "depthwise" in enabled:
@@ -172,8 +172,10 @@ _dispatch_jit = jax.jit(_dispatch, static_argnums=(2, 3))
 def conv(x: Array, w: Array, g: Geometry) -> Array:
     """Convolution with the fast derivatives, or ``lax`` where no fast path applies.
 
-    Integer arrays always take ``lax``'s convolution. The caller (``cnn_jax.ops.conv``)
-    has checked the arguments, promoted the dtypes and applied non-zero padding modes.
+    Integer arrays always take ``lax``'s convolution, which adds up in the wide integer
+    type (``cnn_jax.ops._conv_common.accumulator``) and returns it. The caller
+    (``cnn_jax.ops.conv``) has checked the arguments, promoted the dtypes and applied
+    non-zero padding modes.
     The program is traced once per geometry, shapes and set of enabled fast paths
     (``jax.jit``), so eager calls cost what ``lax``'s do.
 
@@ -183,7 +185,8 @@ def conv(x: Array, w: Array, g: Geometry) -> Array:
       g: the geometry (``padding`` as explicit zero-padding pairs).
 
     Returns:
-      ``(N, *out, C_out)``, equal to ``lax.conv_general_dilated`` with the same arguments.
+      ``(N, *out, C_out)``, equal to ``lax.conv_general_dilated`` with the same arguments
+      (and, for integers, ``preferred_element_type`` the wide type).
     """
     enabled = enabled_fast_paths()
     try:

@@ -2,8 +2,8 @@
 
 Both extract every window's patch (``lax.conv_general_dilated_patches``) and contract
 it with the weights of its position: one filter bank per position (locally connected,
-Taigman et al. 2014) or ``t`` banks in rotation (tiled, Ngiam et al. 2010). Layouts as
-in ``cnn_jax.ops.conv``.
+Taigman et al. 2014) or ``t`` banks in rotation (tiled, Ngiam et al. 2010). Layouts and
+dtypes as in ``cnn_jax.ops.conv`` (integers add up in, and return, a wide integer type).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from cnn_jax.ops._conv_common import add_bias, prepare, promote
+from cnn_jax.ops._conv_common import accumulator, add_bias, prepare, promote
 from cnn_jax.ops._validate import check_array_rank, check_window, spatial_rank
 from cnn_jax.ops.geometry import Geometry
 from cnn_jax.ops.padding import PaddingLike
@@ -80,7 +80,7 @@ def locally_connected(
       precision: of the patch extraction and the contraction.
 
     Returns:
-      ``(N, *out_spatial, C_out)``.
+      ``(N, *out_spatial, C_out)``, of the dtype ``conv`` gives (integers: a wide type).
 
     Raises:
       ValueError: if the kernel's rank, output grid or input channels do not match, or
@@ -101,7 +101,7 @@ def locally_connected(
             f"channels, but `x` has {x.shape[-1]}"
         )
     x, kernel = promote(x, kernel)
-    x, g = prepare(x, window, strides, padding, dilation, padding_mode)
+    x, g = prepare(x, window, strides, padding, dilation, padding_mode, kernel.shape[-1])
     patches = _patches(x, g, window, precision)
     out_sp = tuple(patches.shape[1:-1])
     if tuple(kernel.shape[:n]) != out_sp:
@@ -110,7 +110,13 @@ def locally_connected(
             f"the input {tuple(x.shape)} with window {window} gives {out_sp}"
         )
     k = _flatten_kernel(kernel, n, n)
-    out = jnp.einsum("n...f,...fo->n...o", patches, k, precision=precision)
+    out = jnp.einsum(
+        "n...f,...fo->n...o",
+        patches,
+        k,
+        precision=precision,
+        preferred_element_type=accumulator(k.dtype),
+    )
     return add_bias(out, bias, [(*out_sp, kernel.shape[-1]), (kernel.shape[-1],)])
 
 
@@ -142,7 +148,7 @@ def tiled_conv(
       precision: of the patch extraction and the contraction.
 
     Returns:
-      ``(N, *out_spatial, C_out)``.
+      ``(N, *out_spatial, C_out)``, of the dtype ``conv`` gives (integers: a wide type).
 
     Raises:
       ValueError: if the kernels' rank or channels do not match ``x``, or their window
@@ -161,7 +167,7 @@ def tiled_conv(
             f"channels, but `x` has {x.shape[-1]}"
         )
     x, kernels = promote(x, kernels)
-    x, g = prepare(x, window, strides, padding, dilation, padding_mode)
+    x, g = prepare(x, window, strides, padding, dilation, padding_mode, kernels.shape[-1])
     patches = _patches(x, g, window, precision)
     batch, *out_sp, feat = patches.shape
     if any(t < 1 or t > o for t, o in zip(tile, out_sp)):
@@ -186,7 +192,13 @@ def tiled_conv(
     spec_k = til + "fy"
     spec_o = "z" + "".join(b + t for b, t in zip(blk, til)) + "y"
     k = _flatten_kernel(kernels, n, n)
-    out = jnp.einsum(f"{spec_p},{spec_k}->{spec_o}", patches, k, precision=precision)
+    out = jnp.einsum(
+        f"{spec_p},{spec_k}->{spec_o}",
+        patches,
+        k,
+        precision=precision,
+        preferred_element_type=accumulator(k.dtype),
+    )
     c_out = kernels.shape[-1]
     if bias is not None:
         bias = jnp.asarray(bias)

@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from cnn_jax.ops._conv_common import accumulator
 from cnn_jax.ops._conv_parts import def_bilinear_jvp, dot
 from cnn_jax.ops.fast_paths import enabled_fast_paths
 from cnn_jax.ops.fusion import keep_input, unfused_conv
@@ -69,6 +70,7 @@ def _lax_conv_transpose(y: Array, k: Array, g: Geometry) -> Array:
         dimension_numbers=dimension_numbers(n),
         feature_group_count=g.groups,
         precision=g.precision,
+        preferred_element_type=accumulator(y.dtype),  # integers: the wide type
     )
 
 
@@ -153,7 +155,7 @@ def _tiled_conv_transpose(y: Array, k: Array, g: Geometry) -> Array:
 def _dispatch(y: Array, k: Array, g: Geometry, enabled: frozenset[str]) -> Array:
     """The transposed convolution by the fast paths ``enabled`` (see ``conv_transpose``)."""
     if not jnp.issubdtype(y.dtype, jnp.inexact):
-        return _lax_conv_transpose(y, k, g)  # integers: exact sums in their own type
+        return _lax_conv_transpose(y, k, g)  # integers: sums in the wide type
     y = keep_input(y)
     if g.groups != 1:
         enabled = frozenset()

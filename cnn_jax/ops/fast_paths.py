@@ -21,10 +21,10 @@ derivatives), by a formulation that XLA:CPU runs faster; each has a name in
   (``cnn_jax.ops.fusion``).
 
 The fast paths apply to floating-point (and complex) arrays only: integer convolutions
-are ``lax``'s, which adds up in the integers' own type. Every rule is a ``custom_jvp``
-(or plain differentiable code), so forward mode, reverse mode and higher derivatives
-all work and give the same values as ``lax`` (``tests/test_fast_paths.py``). Why each
-default was chosen: ``docs/ENGINEERING.md``, "CPU tuning".
+are ``lax``'s, exact sums in a wide integer type (``cnn_jax.ops.conv``). Every rule is a
+``custom_jvp`` (or plain differentiable code), so forward mode, reverse mode and higher
+derivatives all work and give the same values as ``lax`` (``tests/test_fast_paths.py``).
+Why each default was chosen: ``docs/ENGINEERING.md``, "CPU tuning".
 
 Which fast paths are used is decided **at trace time**, when an op is called (under
 ``jax.jit``: when the function is traced, not when it runs):

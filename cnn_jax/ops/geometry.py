@@ -16,6 +16,7 @@ import numpy as np
 from jax import lax
 
 from cnn_jax.ops._validate import as_tuple, spatial_rank
+from cnn_jax.ops.limits import check_elements, check_window
 from cnn_jax.ops.padding import PaddingLike, Pairs, effective_kernel_size, resolve_padding
 from cnn_jax.ops.shapes import pool_output_size
 
@@ -204,7 +205,8 @@ def pool_geometry(
 
     Raises:
       TypeError, ValueError: naming the argument, for wrong types, non-positive sizes,
-        an unknown padding or a window larger than the padded input.
+        an unknown padding, a window larger than the padded input, or sizes beyond
+        ``cnn_jax.ops.limits``.
     """
     n = spatial_rank(x)
     w = as_tuple(window, n, "window")
@@ -221,11 +223,17 @@ def pool_geometry(
                 f"{dim} is larger than the padded input ({i} + {lo} + {hi} = {i + lo + hi}); "
                 f"input shape {tuple(x.shape)}, padding {padding!r}"
             )
+    for dim, (i, k, dd, p) in enumerate(zip(spatial, w, d, pads, strict=True)):
+        check_window(dim, i, k, dd, p, padding)
     out = tuple(pool_output_size(spatial, w, s, pads, d, ceil_mode))  # type: ignore[arg-type]
     full = []
     for i, k, ss, dd, o, (lo, hi) in zip(spatial, w, s, d, out, pads, strict=True):
         need = (o - 1) * ss + effective_kernel_size(k, dd) - (i + lo)
         full.append((lo, max(hi, need)))
+    culprit = f"`padding` (={padding!r}) with `strides` (={strides!r})"
+    check_elements((x.shape[0], *out, x.shape[-1]), "the output", culprit)
+    padded = (i + lo + hi for i, (lo, hi) in zip(spatial, full, strict=True))
+    check_elements((x.shape[0], *padded, x.shape[-1]), "the padded input", culprit)
     return Geometry(
         s, tuple(pads), d, window=w, spatial=spatial, full_padding=tuple(full), out_shape=out
     )

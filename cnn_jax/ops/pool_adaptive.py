@@ -19,6 +19,7 @@ from jax import lax
 from cnn_jax.ops._pool_common import accumulator, as_float, check_spatial_not_empty, jit, lowest
 from cnn_jax.ops._validate import as_tuple, spatial_rank
 from cnn_jax.ops.geometry import check_bool
+from cnn_jax.ops.limits import check_output
 
 __all__ = [
     "adaptive_avg_pool",
@@ -139,6 +140,7 @@ def _adaptive_shape(x: Array, output_size: Any) -> tuple[int, tuple[int, ...]]:
         sizes = output_size
     out = as_tuple(sizes, n, "output_size")
     check_spatial_not_empty(x)
+    check_output(x.shape[0], out, x.shape[-1], f"`output_size` (={output_size!r})")
     return n, out
 
 
@@ -197,7 +199,8 @@ def adaptive_avg_pool(x: Array, output_size: int | Sequence[int | None]) -> Arra
 
     Raises:
       TypeError, ValueError: for a wrong rank or type, a non-positive or wrongly long
-        ``output_size``, or an empty spatial dimension.
+        ``output_size``, one beyond ``cnn_jax.ops.limits``, or an empty spatial
+        dimension.
     """
     _, out = _adaptive_shape(x, output_size)
     x = as_float(x)

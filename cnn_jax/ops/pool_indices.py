@@ -19,6 +19,7 @@ from jax import lax
 from cnn_jax.ops._pool_common import check_windows_see_input, crop, jit, lowest
 from cnn_jax.ops._validate import as_tuple, check_array_rank, spatial_rank
 from cnn_jax.ops.geometry import Geometry, pool_geometry
+from cnn_jax.ops.limits import check_output
 from cnn_jax.ops.padding import PaddingLike
 
 __all__ = ["gather_max", "max_indices", "max_pool_with_indices", "max_unpool"]
@@ -169,7 +170,8 @@ def max_unpool(values: Array, indices: Array, output_shape: IntOrSeq) -> Array:
 
     Raises:
       TypeError: if ``indices`` is not an integer array or ``output_shape`` not ints.
-      ValueError: for mismatched shapes, a wrong ``output_shape`` length, or, when
+      ValueError: for mismatched shapes, a wrong ``output_shape`` length, an
+        ``output_shape`` beyond ``cnn_jax.ops.limits``, or, when
         ``indices`` is concrete (not traced by ``jit``), an index out of
         ``[0, prod(output_shape))``; traced out-of-range indices are dropped.
     """
@@ -183,6 +185,8 @@ def max_unpool(values: Array, indices: Array, output_shape: IntOrSeq) -> Array:
     if not jnp.issubdtype(indices.dtype, jnp.integer):
         raise TypeError(f"`indices` must have an integer dtype, got {indices.dtype}")
     out_shape = as_tuple(output_shape, n, "output_shape")
+    culprit = f"`output_shape` (={output_shape!r})"
+    check_output(values.shape[0], out_shape, values.shape[-1], culprit)
     size = math.prod(out_shape)
     if _is_concrete(indices) and indices.size:
         idx_np = np.asarray(indices)

@@ -10,7 +10,9 @@ for deep learning" (2016), written for any padding, stride and dilation:
 * pooling: as convolution, with PyTorch's ``ceil_mode`` rounding.
 
 Every function takes ints for one spatial dimension, or sequences (ints broadcast)
-for several; it returns an int in the first case and a tuple in the second.
+for several; it returns an int in the first case and a tuple in the second. A padded
+input, dilated window or output longer than ``cnn_jax.ops.limits.MAX_DIMENSION``
+(``2**31 - 1``) is a ``ValueError`` naming the argument that makes it so.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 from cnn_jax.ops._validate import as_tuple, is_int, show
+from cnn_jax.ops.limits import check_extent, check_window
 from cnn_jax.ops.padding import (
     PaddingLike,
     Pairs,
@@ -31,6 +34,7 @@ from cnn_jax.ops.padding import (
 __all__ = [
     "ReceptiveField",
     "check_output_padding",
+    "check_transpose_extents",
     "conv_output_size",
     "conv_transpose_output_size",
     "effective_kernel_size",
@@ -95,7 +99,10 @@ def padding_amounts(
     ):
         n = len(mode)  # e.g. ((1, 2),) or [(1, 2), (0, 0)] with scalar sizes
     i, k, s, d = _broadcast(n, in_size=in_size, kernel=kernel, stride=stride, dilation=dilation)
-    return resolve_padding(mode, i, k, s, d)
+    pads = resolve_padding(mode, i, k, s, d)
+    for dim, (ii, kk, dd, p) in enumerate(zip(i, k, d, pads)):
+        check_window(dim, ii, kk, dd, p, mode)
+    return pads
 
 
 def conv_output_size(
@@ -125,7 +132,8 @@ def conv_output_size(
     i, k, s, d = _broadcast(n, in_size=in_size, kernel=kernel, stride=stride, dilation=dilation)
     pads = resolve_padding(padding, i, k, s, d)
     out = []
-    for ii, kk, ss, dd, (lo, hi) in zip(i, k, s, d, pads):
+    for dim, (ii, kk, ss, dd, (lo, hi)) in enumerate(zip(i, k, s, d, pads)):
+        check_window(dim, ii, kk, dd, (lo, hi), padding)
         eff = effective_kernel_size(kk, dd)
         if ii + lo + hi < eff:
             raise ValueError(
@@ -179,6 +187,7 @@ def conv_transpose_output_size(
         dilation=dilation,
     )
     check_output_padding(a, s, d)
+    check_transpose_extents(i, k, s, d, "stride")
     pads = explicit_padding(padding, n)
     if pads is None and normalize_padding_string(padding) == "SAME":  # type: ignore[arg-type]
         if any(a):
@@ -186,6 +195,8 @@ def conv_transpose_output_size(
                 f"`output_padding` (={show(output_padding)}) must be 0 with 'SAME' padding; "
                 "pass `output_shape` to choose among the sizes that 'SAME' maps to one size"
             )
+        for dim, (ii, ss) in enumerate(zip(i, s)):
+            check_extent(ii * ss, f"the output in spatial dimension {dim}", f"`stride` (={ss})")
         return _unwrap(tuple(ii * ss for ii, ss in zip(i, s)), n_or_none is None)
     if pads is None:  # VALID, FULL, CAUSAL do not depend on the input size
         pads = resolve_padding(padding, i, k, s, d)
@@ -200,6 +211,41 @@ def conv_transpose_output_size(
             )
         out.append(o)
     return _unwrap(tuple(out), n_or_none is None)
+
+
+def check_transpose_extents(
+    in_size: Sequence[int],
+    kernel: Sequence[int],
+    stride: Sequence[int],
+    dilation: Sequence[int],
+    stride_name: str = "strides",
+) -> None:
+    """Raises if a transposed convolution's window or zero-dilated input is too long.
+
+    The zero-dilated input ``s (i' - 1) + 1``, padded with ``d (k - 1)`` on each side, is
+    what the ``lax`` call convolves: it must stay within ``limits.MAX_DIMENSION``.
+
+    Args:
+      in_size: the transposed convolution's input sizes ``i'``.
+      kernel: the kernel sizes.
+      stride: the forward convolution's strides.
+      dilation: the dilations.
+      stride_name: the name of the strides argument, for the message.
+
+    Raises:
+      ValueError: naming ``dilation`` or the strides.
+    """
+    for dim, (ii, kk, ss, dd) in enumerate(zip(in_size, kernel, stride, dilation)):
+        eff = effective_kernel_size(kk, dd)
+        check_extent(
+            eff, f"the window of size {kk} in spatial dimension {dim}", f"`dilation` (={dd})"
+        )
+        check_extent(
+            ss * (max(ii, 1) - 1) + 1 + 2 * (eff - 1),
+            f"the zero-dilated, padded input in spatial dimension {dim} "
+            f"({ss} x ({ii} - 1) + 1 + 2 x {eff - 1})",
+            f"`{stride_name}` (={ss}) with `dilation` (={dd})",
+        )
 
 
 def check_output_padding(
