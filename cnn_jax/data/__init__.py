@@ -15,7 +15,7 @@
 * :func:`safe_extract`: unpacking archives without path traversal or links.
 """
 
-from cnn_jax.data import augmentations, preprocess, text
+from cnn_jax.data import augmentations, multimnist, preprocess, text
 from cnn_jax.data.archive import UnsafeArchiveError, iter_archive_files, safe_extract
 from cnn_jax.data.augmentations import (
     augment,
@@ -51,6 +51,8 @@ from cnn_jax.data.preprocess import (
     to_float,
 )
 
+multimnist.register()  # the generated data sets: multimnist, affnist_like
+
 __all__ = [
     "CACHE_DIR_ENV",
     "DATASETS",
@@ -74,6 +76,7 @@ __all__ = [
     "load_dataset",
     "load_vocabulary",
     "mean_image",
+    "multimnist",
     "needs_unit_range",
     "normalize",
     "pad_images",

@@ -10,6 +10,7 @@ from cnn_jax.layers.activations import (
     gated_tanh,
     get_activation,
 )
+from cnn_jax.layers.capsules import PrimaryCaps, RoutingCaps, dynamic_routing, squash
 from cnn_jax.layers.conv import (
     Conv,
     ConvTranspose,
@@ -42,9 +43,12 @@ __all__ = [
     "LocallyConnected",
     "Maxout",
     "PReLU",
+    "PrimaryCaps",
+    "RoutingCaps",
     "TiledConv",
     "activation_names",
     "activations",
+    "dynamic_routing",
     "gated_activation",
     "gated_tanh",
     "get_activation",
@@ -53,4 +57,5 @@ __all__ = [
     "initializers",
     "local_response_norm",
     "norm",
+    "squash",
 ]

@@ -17,6 +17,7 @@ from typing import Any
 import flax.linen as nn
 
 from cnn_jax.models.alexnet import AlexNet, AlexNetPaper, ZFNet
+from cnn_jax.models.capsnet import CapsNet, CapsNetBaseline
 from cnn_jax.models.densenet import DenseNet, DenseNet121, DenseNet161, DenseNet169, DenseNet201
 from cnn_jax.models.googlenet import GoogLeNet
 from cnn_jax.models.inception import InceptionV3
@@ -64,6 +65,8 @@ __all__ = [
     "AlexNet",
     "AlexNetPaper",
     "CNNMnist",
+    "CapsNet",
+    "CapsNetBaseline",
     "DenseNet",
     "DenseNet121",
     "DenseNet161",
@@ -131,6 +134,8 @@ MODELS: dict[str, Any] = {
     "densenet169": DenseNet169,
     "densenet201": DenseNet201,
     "densenet161": DenseNet161,
+    "capsnet": CapsNet,
+    "capsnet_baseline": CapsNetBaseline,
 }
 
 
