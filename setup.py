@@ -34,7 +34,10 @@ EXTRAS_REQUIRE = {
         "scipy>=1.14,<2",
         "ruff>=0.17,<0.18",  # tests/test_repo.py checks the tree is ruff-clean
         "keras>=3.15,<4",  # reference for the Keras-converted models (JAX backend)
+        "matplotlib>=3.8,<4",  # notebooks/capsules.ipynb runs in tests/test_repo.py
     ],
+    # Figures: experiments.capsules_figures, the notebooks.
+    "viz": ["matplotlib>=3.8,<4"],
     # PyTorch CPU as a reference implementation in tests and the reader of .pth weight
     # files; install it with `pip install torch==2.13.0 torchvision==0.28.0` (see
     # .ci/run). The library imports it only to read a .pth file.
