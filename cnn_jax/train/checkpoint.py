@@ -11,6 +11,7 @@ verifies it and falls back to the newest intact checkpoint, with a warning namin
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import shutil
@@ -198,7 +199,8 @@ class Checkpointer:
             self._set_aside(step)  # an interrupted earlier save of the same step
         try:
             self._manager.save(step, args=ocp.args.StandardSave(tree))
-            integrity.write_sidecars(self.directory, step, extra)
+            if jax.process_index() == 0:  # one writer on the shared folder
+                integrity.write_sidecars(self.directory, step, extra)
         except Exception as e:  # orbax wraps the OSError in several ways
             raise CheckpointWriteError(
                 f"could not write checkpoint {step} to {self.directory}: {type(e).__name__}: {e}"
@@ -258,7 +260,8 @@ class Checkpointer:
         dest, n = os.path.join(aside, str(step)), 1
         while os.path.exists(dest):
             dest, n = os.path.join(aside, f"{step}-{n}"), n + 1
-        shutil.move(self._step_dir(step), dest)
+        with contextlib.suppress(FileNotFoundError):  # another process moved it first
+            shutil.move(self._step_dir(step), dest)
         self._manager.reload()
 
 

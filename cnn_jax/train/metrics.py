@@ -109,14 +109,6 @@ class MetricWriter:
             csv.writer(buf).writerows(keep)
             _atomic_write(self._csv, buf.getvalue())
 
-    def last_row(self, split: str, step: int) -> dict[str, float] | None:
-        """The metrics logged for ``split`` at ``step`` (the last such row), or None."""
-        found = None
-        for r in read_jsonl(self._jsonl) or []:
-            if r.get("split") == split and r.get("step") == step:
-                found = {k: v for k, v in r.items() if k not in ("step", "split")}
-        return found
-
     def write(self, step: int, split: str, metrics: Mapping[str, float]) -> None:
         """Logs scalars for one step.
 
