@@ -40,7 +40,7 @@ def get_config(arg: str | None = None):
     c.dataset = "mnist"
     c.normalization = None
     c.batch_size = 128
-    c.eval_batch_size = 250  # DigitCaps' predictions take 737 KB an example
+    c.eval_batch_size = 200  # DigitCaps' predictions take 737 KB an example
     c.num_epochs = 50
     c.optim.name = "adam"
     c.optim.learning_rate = 1e-3
@@ -63,12 +63,12 @@ def get_config(arg: str | None = None):
     if "runlocal" in variants:
         runlocal(c, steps=6)
         c.batch_size = 8
-        c.eval_batch_size = 50
+        c.eval_batch_size = 16
         c.dataset = "synthetic"
         c.dataset_options.image_size = 28
         c.dataset_options.channels = 1
         c.dataset_options.train_size = 64
-        c.dataset_options.test_size = 50
+        c.dataset_options.test_size = 48
         c.optim.schedule = "constant"
         c.progress_bar = False
         if c.model == "capsnet":
