@@ -17,11 +17,10 @@ import pytest
 from ml_collections import ConfigDict
 
 from cnn_jax.data import resolve_data_dir
-from cnn_jax.models import LeNet5, LeNet5Modern, get_model
+from cnn_jax.models import get_model
 from cnn_jax.train import (
     Checkpointer,
     TrainingDivergedError,
-    count_params,
     create_train_state,
     eval_step,
     make_optimizer,
@@ -61,39 +60,7 @@ def _latest_params(workdir):
     return step, jax.tree.map(np.asarray, tree)
 
 
-# --- models and steps ------------------------------------------------------------------
-
-
-def test_lenet5_parameter_counts():
-    x = jnp.zeros((1, 32, 32, 1))
-    shapes = jax.eval_shape(LeNet5().init, jax.random.key(0), x)
-    # C1 156 + S2 12 + C3 1,516 + S4 32 + C5 48,120 + F6 10,164 (LeCun et al. 1998).
-    assert count_params(shapes["params"]) == 60_000
-    assert (
-        count_params(jax.eval_shape(LeNet5Modern().init, jax.random.key(0), x)["params"]) == 61_706
-    )
-    c3 = shapes["params"]["C3"]["kernel"]
-    assert c3.shape == (5, 5, 60)  # only the 60 connections of Table I are parameters
-
-
-def test_lenet5_c3_connection_table():
-    model = LeNet5()
-    x = jnp.zeros((1, 32, 32, 1))
-    v = model.init(jax.random.key(0), x)
-    _, feats = model.apply(v, x)
-    assert feats["c3"].shape == (1, 10, 10, 16)
-    # Perturbing S2 map 0 changes exactly the C3 maps connected to it.
-    from cnn_jax.models.lenet import C3_TABLE, _PartialConv
-
-    conv = _PartialConv(C3_TABLE)
-    s2 = jax.random.normal(jax.random.key(1), (1, 14, 14, 6))
-    p = conv.init(jax.random.key(2), s2)
-    apply = jax.jit(conv.apply)
-    base = apply(p, s2)
-    for m in range(6):
-        moved = apply(p, s2.at[..., m].add(1.0))
-        changed = {int(c) for c in np.nonzero(np.abs(moved - base).sum(axis=(0, 1, 2)))[0]}
-        assert changed == {o for o, row in enumerate(C3_TABLE) if m in row}
+# --- steps ------------------------------------------------------------------
 
 
 def test_train_step_and_eval_step_on_synthetic_batch():
