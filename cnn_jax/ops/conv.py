@@ -35,9 +35,9 @@ from cnn_jax.ops._validate import (
 )
 from cnn_jax.ops.conv_local import locally_connected, tiled_conv
 from cnn_jax.ops.geometry import TransposeGeometry
-from cnn_jax.ops.limits import check_elements
+from cnn_jax.ops.limits import check_elements, check_extent, check_transpose_extents
 from cnn_jax.ops.padding import PaddingLike, effective_kernel_size, resolve_padding
-from cnn_jax.ops.shapes import check_output_padding, check_transpose_extents
+from cnn_jax.ops.shapes import check_output_padding
 
 __all__ = [
     "PADDING_MODES",
@@ -257,6 +257,8 @@ def conv_transpose(
         lax_pads.append((eff[dim] - 1 - lo, eff[dim] - 1 - hi + a[dim]))
         sizes.append(size)
     culprit = f"`strides` (={strides!r}) with `dilation` (={dilation!r})"
+    for dim, size in enumerate(sizes):
+        check_extent(size, f"the output in spatial dimension {dim}", culprit)
     batch = y.shape[0]
     check_elements((batch, *sizes, kernel.shape[-2] * groups), "the output", culprit)
     dilated = (

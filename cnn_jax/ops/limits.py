@@ -6,9 +6,9 @@ shape's element count overflows int64. Every op and shape helper refuses such si
 ``ValueError`` that names the argument and its value:
 
 * ``MAX_DIMENSION = 2**31 - 1``: the longest spatial extent (a padded input, a dilated
-  window, an output, a transposed convolution's zero-dilated input). It is the int32 index
-  range: JAX's default index dtype (without ``jax_enable_x64``), in which the pooling
-  indices and window positions are computed, and the range of XLA's 32-bit indexing.
+  window, an output, a transposed convolution's zero-dilated input). It is the int32
+  range: JAX's default integer type without ``jax_enable_x64`` (that of positions computed
+  in jitted code and of ``max_pool_with_indices``' indices), and XLA's 32-bit indexing.
 * ``MAX_ELEMENTS = 2**40``: the most elements of an op's output or padded input. That is
   4 TiB of float32 (1 TiB of int8), beyond the memory of any one accelerator or host, and
   far below the int64 element count at which XLA aborts instead of raising.
@@ -19,12 +19,15 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from cnn_jax.ops.padding import effective_kernel_size
+
 __all__ = [
     "MAX_DIMENSION",
     "MAX_ELEMENTS",
     "check_elements",
     "check_extent",
     "check_output",
+    "check_transpose_extents",
     "check_window",
 ]
 
@@ -90,7 +93,7 @@ def check_window(
         ``MAX_DIMENSION``.
     """
     check_extent(
-        dilation * (kernel - 1) + 1,
+        effective_kernel_size(kernel, dilation),
         f"the window of size {kernel} in spatial dimension {dim}",
         f"`dilation` (={dilation})",
     )
@@ -117,3 +120,38 @@ def check_output(batch: int, spatial: Sequence[int], channels: int, culprit: str
     for dim, size in enumerate(spatial):
         check_extent(size, f"the output in spatial dimension {dim}", culprit)
     check_elements((batch, *spatial, channels), "the output", culprit)
+
+
+def check_transpose_extents(
+    in_size: Sequence[int],
+    kernel: Sequence[int],
+    stride: Sequence[int],
+    dilation: Sequence[int],
+    stride_name: str = "strides",
+) -> None:
+    """Raises if a transposed convolution's window or zero-dilated input is too long.
+
+    The zero-dilated input ``s (i' - 1) + 1``, padded with ``d (k - 1)`` on each side, is
+    what the ``lax`` call convolves: it must stay within ``MAX_DIMENSION``.
+
+    Args:
+      in_size: the transposed convolution's input sizes ``i'``.
+      kernel: the kernel sizes.
+      stride: the forward convolution's strides.
+      dilation: the dilations.
+      stride_name: the name of the strides argument, for the message.
+
+    Raises:
+      ValueError: naming ``dilation`` or the strides.
+    """
+    for dim, (ii, kk, ss, dd) in enumerate(zip(in_size, kernel, stride, dilation)):
+        eff = effective_kernel_size(kk, dd)
+        check_extent(
+            eff, f"the window of size {kk} in spatial dimension {dim}", f"`dilation` (={dd})"
+        )
+        check_extent(
+            ss * (max(ii, 1) - 1) + 1 + 2 * (eff - 1),
+            f"the zero-dilated, padded input in spatial dimension {dim} "
+            f"({ss} x ({ii} - 1) + 1 + 2 x {eff - 1})",
+            f"`{stride_name}` (={ss}) with `dilation` (={dd})",
+        )

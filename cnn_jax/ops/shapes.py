@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 from cnn_jax.ops._validate import as_tuple, is_int, show
-from cnn_jax.ops.limits import check_extent, check_window
+from cnn_jax.ops.limits import check_extent, check_transpose_extents, check_window
 from cnn_jax.ops.padding import (
     PaddingLike,
     Pairs,
@@ -34,7 +34,6 @@ from cnn_jax.ops.padding import (
 __all__ = [
     "ReceptiveField",
     "check_output_padding",
-    "check_transpose_extents",
     "conv_output_size",
     "conv_transpose_output_size",
     "effective_kernel_size",
@@ -209,43 +208,9 @@ def conv_transpose_output_size(
                 f"stride {ss}, dilation {dd}, padding ({lo}, {hi}), output_padding {aa}); "
                 "the padding is larger than the output"
             )
+        check_extent(o, f"the output in spatial dimension {len(out)}", f"`stride` (={ss})")
         out.append(o)
     return _unwrap(tuple(out), n_or_none is None)
-
-
-def check_transpose_extents(
-    in_size: Sequence[int],
-    kernel: Sequence[int],
-    stride: Sequence[int],
-    dilation: Sequence[int],
-    stride_name: str = "strides",
-) -> None:
-    """Raises if a transposed convolution's window or zero-dilated input is too long.
-
-    The zero-dilated input ``s (i' - 1) + 1``, padded with ``d (k - 1)`` on each side, is
-    what the ``lax`` call convolves: it must stay within ``limits.MAX_DIMENSION``.
-
-    Args:
-      in_size: the transposed convolution's input sizes ``i'``.
-      kernel: the kernel sizes.
-      stride: the forward convolution's strides.
-      dilation: the dilations.
-      stride_name: the name of the strides argument, for the message.
-
-    Raises:
-      ValueError: naming ``dilation`` or the strides.
-    """
-    for dim, (ii, kk, ss, dd) in enumerate(zip(in_size, kernel, stride, dilation)):
-        eff = effective_kernel_size(kk, dd)
-        check_extent(
-            eff, f"the window of size {kk} in spatial dimension {dim}", f"`dilation` (={dd})"
-        )
-        check_extent(
-            ss * (max(ii, 1) - 1) + 1 + 2 * (eff - 1),
-            f"the zero-dilated, padded input in spatial dimension {dim} "
-            f"({ss} x ({ii} - 1) + 1 + 2 x {eff - 1})",
-            f"`{stride_name}` (={ss}) with `dilation` (={dd})",
-        )
 
 
 def check_output_padding(
