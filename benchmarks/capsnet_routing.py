@@ -136,7 +136,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     net = TorchCapsNet()
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     xt = torch.from_numpy(np.asarray(x).transpose(0, 3, 1, 2).copy())
-    yt = torch.from_numpy(np.asarray(y)).long()
+    yt = torch.from_numpy(np.array(y)).long()
     u_t = torch.from_numpy(u_np)
 
     def torch_step():

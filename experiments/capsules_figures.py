@@ -35,7 +35,7 @@ flags.DEFINE_integer("num_images", 8, "Test images in the reconstruction figure.
 flags.DEFINE_integer("index", 0, "The test example of the perturbation and routing figures.")
 
 #: The paper's perturbation steps.
-PERTURBATIONS = np.round(np.arange(-0.25, 0.2501, 0.05), 2)
+PERTURBATIONS = np.round(np.arange(-0.25, 0.2501, 0.05), 2) + 0.0  # no -0.0
 
 
 def perturbation_grid(decode: Any, v: np.ndarray, cls: int) -> np.ndarray:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -61,3 +62,19 @@ def test_multimnist_runlocal_and_loader(tmp_path):
     summary = train_and_evaluate(c, str(tmp_path / "run"))
     assert 0.0 <= summary["test_accuracy"] <= 1.0
     assert summary["test_count"] == 16
+
+
+@pytest.mark.slow
+def test_figures_from_a_runlocal_checkpoint(tmp_path):
+    from experiments.capsules_figures import write_figures
+
+    c = capsnet_mnist.get_config("runlocal")
+    train_and_evaluate(c, str(tmp_path))
+    paths = write_figures(c, str(tmp_path), num_images=4, index=1)
+    assert [p.rsplit("_", 1)[-1] for p in paths] == [
+        "reconstructions.png",
+        "perturbations.png",
+        "routing.png",
+    ]
+    for p in paths:
+        assert Path(p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
