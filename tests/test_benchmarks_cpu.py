@@ -198,6 +198,7 @@ def test_setup_xla_is_the_one_place_for_flags(monkeypatch):
         "benchmarks.ops_norm",
         "benchmarks.train_step_cpu",
         "benchmarks.mnist_time_to_99",
+        "benchmarks.capsnet_routing",
         "benchmarks.imagenet_models_cpu",
         "benchmarks.compile_resnet50",
         "benchmarks.deep_compile_cpu",
