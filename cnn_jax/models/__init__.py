@@ -17,11 +17,16 @@ from typing import Any
 import flax.linen as nn
 
 from cnn_jax.models.alexnet import AlexNet, AlexNetPaper, ZFNet
+from cnn_jax.models.allconv import AllConvNet, NetworkInNetwork
 from cnn_jax.models.capsnet import CapsNet, CapsNetBaseline
 from cnn_jax.models.densenet import DenseNet, DenseNet121, DenseNet161, DenseNet169, DenseNet201
+from cnn_jax.models.densenet_bc import DenseNetBC100, DenseNetBC250
 from cnn_jax.models.googlenet import GoogLeNet
+from cnn_jax.models.highway import HighwayNet
 from cnn_jax.models.inception import InceptionV3
 from cnn_jax.models.lenet import LeNet5, LeNet5Modern
+from cnn_jax.models.plain_cifar import Plain20, Plain32, Plain44, Plain56, Plain110, ResNet1202
+from cnn_jax.models.preact_resnet import PreActResNet164, PreActResNet1001
 from cnn_jax.models.resnet import (
     ResNet,
     ResNet18,
@@ -64,6 +69,7 @@ __all__ = [
     "VGG19BN",
     "AlexNet",
     "AlexNetPaper",
+    "AllConvNet",
     "CNNMnist",
     "CapsNet",
     "CapsNetBaseline",
@@ -72,10 +78,21 @@ __all__ = [
     "DenseNet161",
     "DenseNet169",
     "DenseNet201",
+    "DenseNetBC100",
+    "DenseNetBC250",
     "GoogLeNet",
+    "HighwayNet",
     "InceptionV3",
     "LeNet5",
     "LeNet5Modern",
+    "NetworkInNetwork",
+    "Plain20",
+    "Plain32",
+    "Plain44",
+    "Plain56",
+    "Plain110",
+    "PreActResNet164",
+    "PreActResNet1001",
     "ResNet",
     "ResNet18",
     "ResNet20",
@@ -90,6 +107,7 @@ __all__ = [
     "ResNet110",
     "ResNet152",
     "ResNet152V2",
+    "ResNet1202",
     "ResNetCifar",
     "ResNetV2",
     "Xception",
@@ -134,6 +152,19 @@ MODELS: dict[str, Any] = {
     "densenet169": DenseNet169,
     "densenet201": DenseNet201,
     "densenet161": DenseNet161,
+    "resnet1202": ResNet1202,
+    "plain20": Plain20,
+    "plain32": Plain32,
+    "plain44": Plain44,
+    "plain56": Plain56,
+    "plain110": Plain110,
+    "preact_resnet164": PreActResNet164,
+    "preact_resnet1001": PreActResNet1001,
+    "highway": HighwayNet,
+    "densenet_bc100": DenseNetBC100,
+    "densenet_bc250": DenseNetBC250,
+    "all_cnn_c": AllConvNet,
+    "nin": NetworkInNetwork,
     "capsnet": CapsNet,
     "capsnet_baseline": CapsNetBaseline,
 }

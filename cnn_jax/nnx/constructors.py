@@ -32,6 +32,12 @@ DEFAULT_INPUT_SHAPES: dict[str, tuple[int, int, int]] = {
     "LeNet5Modern": (32, 32, 1),
     "CNNMnist": (28, 28, 1),
     "ResNetCifar": (32, 32, 3),
+    "PlainCifar": (32, 32, 3),
+    "PreActResNetCifar": (32, 32, 3),
+    "HighwayNet": (32, 32, 3),
+    "DenseNetBCCifar": (32, 32, 3),
+    "AllConvNet": (32, 32, 3),
+    "NetworkInNetwork": (32, 32, 3),
     "InceptionV3": (299, 299, 3),
     "Xception": (299, 299, 3),
 }
@@ -199,6 +205,19 @@ MODEL_NAMES: tuple[str, ...] = (
     "VGG16BN",
     "VGG19",
     "VGG19BN",
+    "AllConvNet",
+    "DenseNetBC100",
+    "DenseNetBC250",
+    "HighwayNet",
+    "NetworkInNetwork",
+    "Plain20",
+    "Plain32",
+    "Plain44",
+    "Plain56",
+    "Plain110",
+    "PreActResNet164",
+    "PreActResNet1001",
+    "ResNet1202",
 )
 
 BatchNorm = _layer("BatchNorm")
@@ -255,6 +274,19 @@ VGG16 = _model("VGG16")
 VGG16BN = _model("VGG16BN")
 VGG19 = _model("VGG19")
 VGG19BN = _model("VGG19BN")
+AllConvNet = _model("AllConvNet")
+DenseNetBC100 = _model("DenseNetBC100")
+DenseNetBC250 = _model("DenseNetBC250")
+HighwayNet = _model("HighwayNet")
+NetworkInNetwork = _model("NetworkInNetwork")
+Plain20 = _model("Plain20")
+Plain32 = _model("Plain32")
+Plain44 = _model("Plain44")
+Plain56 = _model("Plain56")
+Plain110 = _model("Plain110")
+PreActResNet164 = _model("PreActResNet164")
+PreActResNet1001 = _model("PreActResNet1001")
+ResNet1202 = _model("ResNet1202")
 
 __all__ = [
     "DEFAULT_INPUT_SHAPES",
