@@ -92,11 +92,17 @@ def _check_routing_args(u_hat: Any, num_iterations: Any) -> None:
 
 
 def _agreement_step(b: Array, u: Array) -> tuple[Array, Array, Array]:
-    """One routing iteration: ``(c, v, b + u . v)`` from logits ``b`` and predictions ``u``."""
-    c = jax.nn.softmax(b, axis=-1)  # over the output capsules j
-    s = jnp.einsum("bij,bijd->bjd", c, u)
+    """One routing iteration: ``(c, v, b + u . v)`` from logits ``b`` and predictions ``u``.
+
+    Output-capsule-major layout: ``u`` is ``(batch, out_caps, in_caps, dim)`` and ``b``
+    ``(batch, out_caps, in_caps)``, so both einsums are batched matrix-vector products
+    over contiguous rows (about 4x faster on XLA:CPU than the ``(batch, in, out, dim)``
+    layout; docs/ENGINEERING.md, "CPU tuning").
+    """
+    c = jax.nn.softmax(b, axis=1)  # over the output capsules j
+    s = jnp.einsum("bji,bjid->bjd", c, u)
     v = squash(s)
-    return c, v, b + jnp.einsum("bijd,bjd->bij", u, v)
+    return c, v, b + jnp.einsum("bjid,bjd->bji", u, v)
 
 
 def dynamic_routing(
@@ -131,15 +137,21 @@ def dynamic_routing(
         ``num_iterations`` for a value that is not an int >= 1.
     """
     _check_routing_args(u_hat, num_iterations)
-    return _routing(u_hat, int(num_iterations), bool(route_gradients), bool(return_couplings))
+    out = _routing(
+        jnp.swapaxes(u_hat, 1, 2), int(num_iterations), bool(route_gradients), return_couplings
+    )
+    if not return_couplings:
+        return out
+    return out[0], jnp.swapaxes(out[1], 2, 3)
 
 
 @functools.partial(jax.jit, static_argnums=(1, 2, 3))
 def _routing(
     u_hat: Array, num_iterations: int, route_gradients: bool, return_couplings: bool
 ) -> Any:
-    n, i, j, _ = u_hat.shape
-    b0 = jnp.zeros((n, i, j), jnp.promote_types(u_hat.dtype, jnp.float32))
+    """Routing on ``u_hat`` of shape ``(batch, out_caps, in_caps, dim)``; couplings alike."""
+    n, j, i, _ = u_hat.shape
+    b0 = jnp.zeros((n, j, i), jnp.promote_types(u_hat.dtype, jnp.float32))
     u_iter = u_hat if route_gradients else lax.stop_gradient(u_hat)
 
     def body(b: Array, _: Any) -> tuple[Array, Array]:
@@ -306,13 +318,12 @@ class RoutingCaps(nn.Module):
                 )
         w = self.param("kernel", self.kernel_init, (in_caps, self.num_caps, self.caps_dim, in_dim))
         dtype = self.dtype or jnp.result_type(u, w)
-        u_hat = jnp.einsum("nid,ijed->nije", u.astype(dtype), w.astype(dtype))
-        return dynamic_routing(
-            u_hat,
-            self.num_iterations,
-            route_gradients=self.route_gradients,
-            return_couplings=return_couplings,
-        )
+        # u_hat_j|i, laid out (N, out_caps, in_caps, caps_dim) as the routing wants it.
+        u_hat = jnp.einsum("nid,ijed->njie", u.astype(dtype), w.astype(dtype))
+        out = _routing(u_hat, self.num_iterations, self.route_gradients, return_couplings)
+        if not return_couplings:
+            return out
+        return out[0], jnp.swapaxes(out[1], 2, 3)
 
 
 def _shape(x: Any) -> str:
