@@ -108,3 +108,19 @@ def test_docs_are_ordered_by_topic_and_cited_sections_exist():
             if not any(section.lower() in h.lower() for h in _headings(docs[f"{doc}.md"])):
                 stale.append(f"{path.relative_to(ROOT)}: docs/{doc}.md, {section!r}")
     assert not stale, stale
+
+
+def test_faults_page_names_tests_that_exist():
+    """Every test docs/FAULTS.md cites (``T::name``, ``tests/x.py::name``) is defined."""
+    text = (ROOT / "docs" / "FAULTS.md").read_text()
+    files = dict(re.findall(r"`([A-Z])` = `(tests/test_\w+\.py)`", text))
+    assert set(files) >= {"T", "W", "D", "C", "O"}, files
+    cited = [(files[k], name) for k, name in re.findall(r"\b([A-Z])::(test_\w+)", text)]
+    cited += re.findall(r"(tests/test_\w+\.py)::(test_\w+)", text)
+    assert len(cited) > 30
+    missing = [
+        f"{path}::{name}"
+        for path, name in cited
+        if not re.search(rf"^def {name}\(", (ROOT / path).read_text(), re.M)
+    ]
+    assert not missing, missing
