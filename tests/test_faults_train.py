@@ -65,6 +65,9 @@ try:
 except CheckpointWriteError as e:
     print("ERROR:", e)
     ckpt.close()
+    for t in threading.enumerate():  # winding-down threads finish; a stuck one stays
+        if t is not threading.main_thread() and not t.daemon:
+            t.join(timeout=60)
     print("threads:", [t.name for t in threading.enumerate() if not t.daemon])
     sys.exit(3)
 """
