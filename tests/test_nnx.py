@@ -30,6 +30,8 @@ LAYER_CASES = {
     "Maxout": ((2,), {}, (3, 3, 4)),
     "PReLU": ((), {}, (3, 3, 3)),
     "TiledConv": ((4, 3), {}, (6, 6, 3)),
+    "PrimaryCaps": ((), {"num_maps": 2, "caps_dim": 4, "kernel_size": 3}, (7, 7, 3)),
+    "RoutingCaps": ((), {"num_caps": 3, "caps_dim": 4, "num_iterations": 2}, (6, 5)),
 }
 
 

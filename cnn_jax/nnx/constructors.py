@@ -38,6 +38,8 @@ DEFAULT_INPUT_SHAPES: dict[str, tuple[int, int, int]] = {
     "DenseNetBCCifar": (32, 32, 3),
     "AllConvNet": (32, 32, 3),
     "NetworkInNetwork": (32, 32, 3),
+    "CapsNet": (28, 28, 1),
+    "CapsNetBaseline": (28, 28, 1),
     "InceptionV3": (299, 299, 3),
     "Xception": (299, 299, 3),
 }
@@ -162,6 +164,8 @@ LAYER_NAMES: tuple[str, ...] = (
     "Maxout",
     "PReLU",
     "TiledConv",
+    "PrimaryCaps",
+    "RoutingCaps",
 )
 
 #: The models of ``cnn_jax.models`` with an NNX constructor here.
@@ -218,6 +222,8 @@ MODEL_NAMES: tuple[str, ...] = (
     "PreActResNet164",
     "PreActResNet1001",
     "ResNet1202",
+    "CapsNet",
+    "CapsNetBaseline",
 )
 
 BatchNorm = _layer("BatchNorm")
@@ -234,6 +240,8 @@ LocallyConnected = _layer("LocallyConnected")
 Maxout = _layer("Maxout")
 PReLU = _layer("PReLU")
 TiledConv = _layer("TiledConv")
+PrimaryCaps = _layer("PrimaryCaps")
+RoutingCaps = _layer("RoutingCaps")
 
 AlexNet = _model("AlexNet")
 AlexNetPaper = _model("AlexNetPaper")
@@ -284,6 +292,8 @@ Plain32 = _model("Plain32")
 Plain44 = _model("Plain44")
 Plain56 = _model("Plain56")
 Plain110 = _model("Plain110")
+CapsNet = _model("CapsNet")
+CapsNetBaseline = _model("CapsNetBaseline")
 PreActResNet164 = _model("PreActResNet164")
 PreActResNet1001 = _model("PreActResNet1001")
 ResNet1202 = _model("ResNet1202")
