@@ -153,7 +153,9 @@ def test_pmap_path_equals_jit_path(tmp_path):
     sa, sb = a["state"].batch_stats, b["state"].batch_stats
     jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-5), sa, sb)
     assert abs(a["test_accuracy"] - b["test_accuracy"]) < 2e-3
-    # Both resume from their step-6 checkpoints (pmap: replicated again from the host).
+    # Both resume from their step-6 checkpoints (pmap: replicated again from the host),
+    # trained longer: a change of the cosine schedule's length, allowed explicitly.
+    kw["allow_config_change"] = True
     a = train_and_evaluate(_config(steps=8, **kw), tmp_path / "jit")
     b = train_and_evaluate(_config(steps=8, parallel="pmap", **kw), tmp_path / "pmap")
     assert int(a["state"].step) == int(b["state"].step) == 8
