@@ -124,3 +124,58 @@ def test_two_launches_on_one_workdir_and_a_killed_holder(tmp_path):
     assert third.returncode == 0, out
     assert "taking over the lock" in out and f"pid {holder.pid}" in out, out
     assert not (work / LOCK_NAME).exists()
+
+
+def test_empty_lock_left_by_a_killed_creator_is_taken_over(tmp_path):
+    """A holder killed between O_EXCL and its write leaves an empty file: stale once old."""
+    from cnn_jax.train import workdir_lock
+
+    path = tmp_path / ".lock"
+    path.write_text("")
+    old = time.time() - 60
+    os.utime(path, (old, old))
+    lock = workdir_lock.WorkdirLock(str(tmp_path))
+    lock.acquire()
+    try:
+        assert json.loads(path.read_text())["pid"] == os.getpid()
+    finally:
+        lock.release()
+    assert not path.exists()
+
+
+def test_fresh_unreadable_lock_is_an_error(tmp_path):
+    from cnn_jax.train import workdir_lock
+
+    (tmp_path / ".lock").write_text("{not json")
+    with pytest.raises(workdir_lock.WorkdirLockedError, match="unreadable"):
+        workdir_lock.WorkdirLock(str(tmp_path)).acquire()
+
+
+def test_failed_write_of_the_lock_leaves_no_file(tmp_path, monkeypatch):
+    from cnn_jax.train import workdir_lock
+
+    def full_disk(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(workdir_lock.os, "fsync", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        workdir_lock.WorkdirLock(str(tmp_path)).acquire()
+    assert not (tmp_path / ".lock").exists()
+
+
+def test_process_0_tells_the_others_when_it_cannot_take_the_lock(tmp_path, monkeypatch):
+    """Any failure of process 0 (not only a held lock) is shared as token 0, so that the
+    other processes fail too instead of waiting for a token."""
+    from cnn_jax.train import workdir_lock
+
+    shared = []
+    lock = workdir_lock.WorkdirLock(str(tmp_path), process_index=0, process_count=2)
+
+    def read_only(*args, **kwargs):
+        raise PermissionError(13, "Read-only file system")
+
+    monkeypatch.setattr(lock, "_take", read_only)
+    monkeypatch.setattr(lock, "_share", lambda token: shared.append(token) or token)
+    with pytest.raises(PermissionError):
+        lock.acquire()
+    assert shared == [0]

@@ -6,15 +6,19 @@ system lets exactly one creator win) and writes who holds it: ``{"host", "pid",
 :class:`WorkdirLockedError` naming the holder. A lock left behind by a process that is
 gone (same host, pid no longer running or now another program) is taken over with a
 warning; a lock held from another host cannot be checked and stays an error (delete the
-file once that run is known to be over). The holder deletes the file when it finishes,
-also on an error.
+file once that run is known to be over). A lock file that cannot be parsed and has not
+changed for 10 s (a holder killed between creating and writing it) is taken over with a
+warning too; a failed write of the lock removes the file. The holder deletes the file
+when it finishes, also on an error.
 
 Multi-host runs: process 0 takes the lock and tells the others its token; the others
-check that the file they see (on a shared file system) is their process 0's.
+check that the file they see (on a shared file system) is their process 0's. If process
+0 fails to take it, for any reason, the others are told (token 0) and fail too.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import os
@@ -43,6 +47,19 @@ def _proc_start(pid: int) -> int | None:
         return None
     # The command name (field 2) may hold spaces and parentheses: split after the last ')'.
     return int(stat[stat.rindex(")") + 2 :].split()[19])
+
+
+#: A lock file that cannot be parsed and has not changed for this long was left by a
+#: holder killed between creating and writing it, and is taken over.
+_UNREADABLE_STALE_SECONDS = 10.0
+
+
+def _age_seconds(path: str) -> float:
+    """Seconds since ``path`` was last modified (0 if it is gone)."""
+    try:
+        return time.time() - os.stat(path).st_mtime
+    except FileNotFoundError:
+        return 0.0
 
 
 def _alive(holder: dict[str, Any]) -> bool:
@@ -96,12 +113,12 @@ class WorkdirLock:
           WorkdirLockedError: if another run holds it, naming its host, pid and start.
         """
         token = 0
-        error: WorkdirLockedError | None = None
+        error: Exception | None = None
         if self.process_index == 0:
             try:
                 self._take()
                 token = self.holder["token"]
-            except WorkdirLockedError as e:
+            except Exception as e:  # any failure: the others must not wait for a token
                 error = e
         if self.process_count > 1:
             token = self._share(token)
@@ -139,10 +156,15 @@ class WorkdirLock:
                     )
                     os.unlink(self.path)
                 continue
-            with os.fdopen(fd, "w") as f:
-                f.write(json.dumps(me))
-                f.flush()
-                os.fsync(f.fileno())
+            try:
+                with os.fdopen(fd, "w") as f:
+                    f.write(json.dumps(me))
+                    f.flush()
+                    os.fsync(f.fileno())
+            except BaseException:  # disk full, EIO: leave no empty lock behind
+                with contextlib.suppress(OSError):
+                    os.unlink(self.path)
+                raise
             self.holder = me
             return
         raise WorkdirLockedError(f"could not take the lock {self.path}: it keeps changing")
@@ -162,6 +184,17 @@ class WorkdirLock:
             except json.JSONDecodeError:
                 pass
             time.sleep(0.05)
+        if _age_seconds(self.path) > _UNREADABLE_STALE_SECONDS:
+            # A holder killed between creating the file and writing it: nobody holds it.
+            logging.warning(
+                "taking over the lock of %s: unreadable (%r) and unchanged for %.0f s",
+                os.path.dirname(self.path),
+                text[:80],
+                _age_seconds(self.path),
+            )
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path)
+            return None
         raise WorkdirLockedError(
             f"the lock {self.path} is unreadable ({text[:80]!r}); if no run uses this "
             "workdir, delete it"
