@@ -15,12 +15,16 @@ a TPU pod, where ``jax.distributed.initialize()`` finds them).
 """
 
 import difflib
+import functools
 import logging as std_logging
+import os
 import sys
 from pathlib import Path
 
 from absl import app, flags, logging
 from ml_collections import config_flags
+
+import cnn_jax  # changes nothing on import; main() applies its XLA flags
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file(
@@ -46,8 +50,14 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 
 _OWN_CODE = tuple(
-    str(Path(__file__).resolve().parent.parent / name) for name in ("cnn_jax", "experiments")
+    os.path.realpath(p) + os.sep
+    for p in (Path(cnn_jax.__file__).parent, Path(__file__).parent)  # wherever installed
 )
+
+
+@functools.lru_cache(maxsize=1024)
+def _is_own_code(pathname: str) -> bool:
+    return os.path.realpath(pathname).startswith(_OWN_CODE)
 
 
 def _own_info_only(record: std_logging.LogRecord) -> bool:
@@ -55,7 +65,7 @@ def _own_info_only(record: std_logging.LogRecord) -> bool:
 
     Orbax logs every checkpoint step and JAX its backend probing at INFO.
     """
-    return record.levelno >= std_logging.WARNING or record.pathname.startswith(_OWN_CODE)
+    return record.levelno >= std_logging.WARNING or _is_own_code(record.pathname)
 
 
 def _parse_flags(argv: list[str]) -> list[str]:
@@ -114,8 +124,6 @@ def main(argv: list[str]) -> None:
         tf.config.set_visible_devices([], "GPU")
     except ImportError:
         pass
-    import cnn_jax
-
     cnn_jax.apply_xla_cpu_defaults()  # process-wide XLA:CPU flags, before any backend starts
     import jax
 

@@ -164,51 +164,51 @@ def _set_up(config: ConfigDict, workdir: str) -> _Run:
     ckpt = Checkpointer(
         os.path.join(workdir, "checkpoints"), keep=int(config.get("keep_checkpoints", 3))
     )
-    try:
+    try:  # nothing below may leave the checkpointer (and its threads) open on an error
         state, start, pending = build.restore_or_initialize(
             config, state, ckpt, num_steps, workdir, lead=process[0] == 0
+        )
+        writer = MetricWriter(workdir, enabled=process[0] == 0, resume_step=start)
+        par = Parallel(config.get("parallel", "jit"))
+        train_fn = functools.partial(
+            steps.train_step,
+            base_key=dropout_key,
+            schedule=schedule,
+            label_smoothing=float(config.get("label_smoothing", 0.0)),
+            augment_ops=augment_ops,
+            uses_plateau=plateau is not None,
+            aux_loss_weight=float(config.get("aux_loss_weight", 0.0) or 0.0),
+            frozen=tuple(config.get("freeze", ()) or ()),
+            loss=config.get("loss", "cross_entropy"),
+        )
+        run = _Run(
+            config=config,
+            workdir=workdir,
+            process=process,
+            input_key=info.input_key,
+            train_iter=train_iter,
+            eval_iter=_pipeline(config, "test", process),
+            steps_per_epoch=steps_per_epoch,
+            num_steps=num_steps,
+            log_every=int(config.get("log_every_steps") or 100),
+            eval_every=int(config.get("eval_every_steps") or steps_per_epoch),
+            ckpt_every=int(config.get("checkpoint_every_steps") or steps_per_epoch),
+            par=par,
+            state=par.replicate(state),
+            start=start,
+            n_params=n_params,
+            ckpt=ckpt,
+            writer=writer,
+            p_train=par.compile_train(train_fn),
+            p_eval=par.compile_eval(
+                functools.partial(steps.eval_step, loss=config.get("loss", "cross_entropy"))
+            ),
+            plateau=plateau,
+            pending=pending,
         )
     except BaseException:
         ckpt.close()
         raise
-    writer = MetricWriter(workdir, enabled=process[0] == 0, resume_step=start)
-    par = Parallel(config.get("parallel", "jit"))
-    train_fn = functools.partial(
-        steps.train_step,
-        base_key=dropout_key,
-        schedule=schedule,
-        label_smoothing=float(config.get("label_smoothing", 0.0)),
-        augment_ops=augment_ops,
-        uses_plateau=plateau is not None,
-        aux_loss_weight=float(config.get("aux_loss_weight", 0.0) or 0.0),
-        frozen=tuple(config.get("freeze", ()) or ()),
-        loss=config.get("loss", "cross_entropy"),
-    )
-    run = _Run(
-        config=config,
-        workdir=workdir,
-        process=process,
-        input_key=info.input_key,
-        train_iter=train_iter,
-        eval_iter=_pipeline(config, "test", process),
-        steps_per_epoch=steps_per_epoch,
-        num_steps=num_steps,
-        log_every=int(config.get("log_every_steps") or 100),
-        eval_every=int(config.get("eval_every_steps") or steps_per_epoch),
-        ckpt_every=int(config.get("checkpoint_every_steps") or steps_per_epoch),
-        par=par,
-        state=par.replicate(state),
-        start=start,
-        n_params=n_params,
-        ckpt=ckpt,
-        writer=writer,
-        p_train=par.compile_train(train_fn),
-        p_eval=par.compile_eval(
-            functools.partial(steps.eval_step, loss=config.get("loss", "cross_entropy"))
-        ),
-        plateau=plateau,
-        pending=pending,
-    )
     if run.lead:
         logging.info(
             "%s: %s parameters; %d steps (%d/epoch), global batch %d on %d %s device(s) with %s%s",
