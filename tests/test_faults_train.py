@@ -359,3 +359,13 @@ def test_reinit_pattern_matching_nothing_names_the_config_key(tmp_path):
     )
     with pytest.raises(ValueError, match=r"`config.init_from.reinit` pattern\(s\) \['/head/'\]"):
         build.init_from(init, state)
+
+
+def test_init_from_may_change_on_resume(tmp_path):
+    """The weights a fresh start loads are never read on a resume: a moved file is fine."""
+    start = {"init_from.name": "resnet18", "init_from.path": "/old/place/r18.pth"}
+    check_or_record(_small_config(**start), str(tmp_path), resuming=False)
+    moved = {"init_from.name": "resnet18", "init_from.path": "/new/place/r18.pth"}
+    check_or_record(_small_config(**moved), str(tmp_path), resuming=True)
+    with pytest.raises(ConfigChangedError, match="seed: 0 -> 1"):  # others stay strict
+        check_or_record(_small_config(seed=1, **moved), str(tmp_path), resuming=True)

@@ -8,8 +8,10 @@ checkpoint compares its config with the record, key by key (``a.b.c``):
   with an INFO line;
 * ``eval_every_steps`` and ``eval_batch_size`` are free too, unless
   ``optim.reduce_on_plateau.metric`` is set (evaluations then steer the learning rate);
+* ``init_from.*`` (the weights a fresh start loads) is free: a resume restores its
+  checkpoint and never reads them;
 * every other change (batch size, seed, optimizer, schedule, run length, model, data,
-  augmentation, parallel mode, ``init_from``) is refused with a
+  augmentation, parallel mode) is refused with a
   :class:`ConfigChangedError` listing ``key: old -> new`` unless
   ``config.allow_config_change`` is True; then the changes are logged as a warning and
   the record is updated.
@@ -48,6 +50,9 @@ FREE_KEYS = frozenset(
 _EVAL_KEYS = frozenset({"eval_every_steps", "eval_batch_size"})
 _LENGTH_KEYS = frozenset({"num_train_steps", "num_epochs"})
 _ABSENT = "<absent>"
+#: Keys read only at a fresh start (the weights to start from): a resume restores its
+#: checkpoint instead, so they may change, e.g. a weights file that moved.
+_START_ONLY_PREFIXES = ("init_from.", "init_from")
 
 
 class ConfigChangedError(ValueError):
@@ -119,7 +124,11 @@ def check_or_record(config: ConfigDict, workdir: str, resuming: bool, lead: bool
         if "cosine" not in (new.get("optim.schedule"), old.get("optim.schedule")):
             free = free | _LENGTH_KEYS  # the schedule does not span the run length
         lines = [f"  {k}: {old.get(k, _ABSENT)!r} -> {new.get(k, _ABSENT)!r}" for k in changed]
-        strict = [line for k, line in zip(changed, lines) if k not in free]
+        strict = [
+            line
+            for k, line in zip(changed, lines)
+            if k not in free and not k.startswith(_START_ONLY_PREFIXES)
+        ]
         if strict and not config.get("allow_config_change", False):
             raise ConfigChangedError(
                 f"the config differs from the one {workdir} was started with "
