@@ -369,3 +369,13 @@ def test_init_from_may_change_on_resume(tmp_path):
     check_or_record(_small_config(**moved), str(tmp_path), resuming=True)
     with pytest.raises(ConfigChangedError, match="seed: 0 -> 1"):  # others stay strict
         check_or_record(_small_config(seed=1, **moved), str(tmp_path), resuming=True)
+
+
+def test_one_kept_checkpoint_is_refused():
+    """With one kept checkpoint, a crash between orbax's deletion of the older step and
+    the new step's digest would leave nothing intact to resume from."""
+    from cnn_jax.train.config import validate_config
+
+    validate_config(_small_config(keep_checkpoints=2))
+    with pytest.raises(ValueError, match=r"keep_checkpoints` \(=1\) must be at least 2"):
+        validate_config(_small_config(keep_checkpoints=1))

@@ -104,7 +104,7 @@ def default_config() -> ConfigDict:
     c.log_every_steps = 100  # training metrics every this many steps
     c.eval_every_steps = config_dict.placeholder(int)  # default: every epoch
     c.checkpoint_every_steps = config_dict.placeholder(int)  # default: every epoch
-    c.keep_checkpoints = 3  # the newest checkpoints kept
+    c.keep_checkpoints = 3  # the newest checkpoints kept (at least 2)
     c.progress_bar = True  # a console progress bar (process 0)
     # Resume with a config that changes the trajectory (cnn_jax.train.config_record), e.g.
     # to train longer; the changes are logged.
@@ -217,6 +217,13 @@ def validate_config(config: ConfigDict) -> None:
         value = config.get(key)
         if value is not None and (not _is_int(value) or value < 1):
             raise ValueError(f"`config.{key}` (={value!r}) must be a positive int")
+    if config.get("keep_checkpoints") == 1:
+        # Orbax deletes the older step while saving the new one, before its digest is
+        # written: a crash in between would leave no intact checkpoint to resume from.
+        raise ValueError(
+            "`config.keep_checkpoints` (=1) must be at least 2, so that a crash during a "
+            "save always leaves an intact checkpoint"
+        )
     n = jax.device_count()
     for key in ("batch_size", "eval_batch_size"):
         if key in config and config[key] is not None and int(config[key]) % n:
