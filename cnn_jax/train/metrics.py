@@ -63,9 +63,10 @@ class MetricWriter:
     One JSON object per line (``{"step": .., "split": .., "name": value, ...}``) and a
     long-format CSV (``step,split,name,value``). When a run resumes from a checkpoint at
     step ``s``, rows after ``s`` (written by the interrupted run past its last
-    checkpoint) are dropped, so the logs describe exactly one run; a torn last line (a
-    write cut short) is dropped with a warning, and the files are rewritten through a
-    temporary file and a rename.
+    checkpoint) are dropped, so the JSONL and CSV files describe exactly one run; a torn
+    last line (a write cut short) is dropped with a warning, and the files are rewritten
+    through a temporary file and a rename. TensorBoard event files are appended to, not
+    rewritten: after a resume they hold the interrupted run's points past ``s`` too.
 
     Args:
       workdir: the run's directory.
