@@ -16,6 +16,8 @@ import json
 import os
 from typing import Any
 
+from cnn_jax.train.metrics import atomic_write
+
 __all__ = [
     "CHECKSUM_FILE",
     "EXTRA_FILE",
@@ -40,12 +42,7 @@ class CorruptCheckpointError(ValueError):
 
 def atomic_write_json(path: str, obj: Any) -> None:
     """Writes ``obj`` as JSON through a temporary file renamed over ``path``."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(obj))
 
 
 def digest(step_dir: str) -> str:

@@ -15,6 +15,8 @@ from typing import Any
 
 from ml_collections import ConfigDict, config_dict
 
+from cnn_jax.ops._validate import is_int
+
 __all__ = [
     "FREE_FORM",
     "KNOWN_KEYS",
@@ -135,7 +137,7 @@ RANGES = (
 
 def _num(x: float) -> str:
     """``2**32`` for a large power of two, else ``x`` in short form."""
-    if _is_int(x) and x > 2**16 and not x & (x - 1):
+    if is_int(x) and x > 2**16 and not x & (x - 1):
         return f"2**{x.bit_length() - 1}"
     return f"{x:g}"
 
@@ -149,7 +151,7 @@ def _check_ranges(config: Any) -> None:
         if node is None:
             continue
         kind = "an int" if integer else "a number"
-        ok_type = _is_int(node) if integer else isinstance(node, numbers.Real)
+        ok_type = is_int(node) if integer else isinstance(node, numbers.Real)
         bracket = "]" if closed else ")"
         where = f"in [{low:g}, {_num(high)}{bracket}" if high != _INF else f">= {low:g}"
         if not ok_type or isinstance(node, bool):
@@ -168,10 +170,6 @@ _DEFAULTS = default_config()
 KNOWN_KEYS = frozenset(_DEFAULTS.keys())
 #: Every key of ``config.optim``.
 OPTIM_KEYS = frozenset(_DEFAULTS.optim.keys())
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def _check_keys(config: Any, defaults: ConfigDict, where: str) -> None:
@@ -215,7 +213,7 @@ def validate_config(config: ConfigDict) -> None:
         "num_train_steps",
     ):
         value = config.get(key)
-        if value is not None and (not _is_int(value) or value < 1):
+        if value is not None and (not is_int(value) or value < 1):
             raise ValueError(f"`config.{key}` (={value!r}) must be a positive int")
     if config.get("keep_checkpoints") == 1:
         # Orbax deletes the older step while saving the new one, before its digest is

@@ -47,8 +47,11 @@ def read_jsonl(path: str) -> list[dict[str, Any]] | None:
     return rows
 
 
-def _atomic_write(path: str, text: str) -> None:
-    """Writes ``text`` to a temporary file in the same folder, then renames it over ``path``."""
+def atomic_write(path: str, text: str) -> None:
+    """Writes ``text`` to a temporary file in the same folder, then renames it over ``path``.
+
+    A reader sees the old file or the new one, never a torn one.
+    """
     tmp = f"{path}.tmp-{os.getpid()}"
     with open(tmp, "w", newline="") as f:
         f.write(text)
@@ -92,7 +95,7 @@ class MetricWriter:
         """Drops rows after ``step`` (and a torn last line), rewriting atomically."""
         rows = read_jsonl(self._jsonl)
         if rows is not None:
-            _atomic_write(
+            atomic_write(
                 self._jsonl, "".join(json.dumps(r) + "\n" for r in rows if r["step"] <= step)
             )
         if os.path.exists(self._csv):
@@ -108,7 +111,7 @@ class MetricWriter:
                     continue
             buf = io.StringIO()
             csv.writer(buf).writerows(keep)
-            _atomic_write(self._csv, buf.getvalue())
+            atomic_write(self._csv, buf.getvalue())
 
     def write(self, step: int, split: str, metrics: Mapping[str, float]) -> None:
         """Logs scalars for one step.
