@@ -3,6 +3,8 @@
 import re
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
 
@@ -56,21 +58,21 @@ def test_results_sections_name_their_commands():
         assert "2026-" in section, section.splitlines()[0]
 
 
-def test_notebooks_run_and_are_stripped(tmp_path, monkeypatch):
-    """Every code cell of every notebook runs; committed notebooks carry no outputs."""
+@pytest.mark.parametrize("path", sorted((ROOT / "notebooks").glob("*.ipynb")), ids=lambda p: p.stem)
+def test_notebook_runs_and_is_stripped(path, tmp_path, monkeypatch):
+    """Every code cell of the notebook runs; a committed notebook carries no outputs."""
     import json
     import os
 
     monkeypatch.chdir(tmp_path)
-    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
-        nb = json.loads(path.read_text())
-        namespace: dict = {}
-        for cell in nb["cells"]:
-            if cell["cell_type"] != "code":
-                continue
-            assert not cell.get("outputs"), f"{path.name}: outputs not stripped"
-            source = "".join(cell["source"])
-            exec(compile(source, f"{path.name}", "exec"), namespace)
+    nb = json.loads(path.read_text())
+    namespace: dict = {}
+    for cell in nb["cells"]:
+        if cell["cell_type"] != "code":
+            continue
+        assert not cell.get("outputs"), f"{path.name}: outputs not stripped"
+        source = "".join(cell["source"])
+        exec(compile(source, f"{path.name}", "exec"), namespace)
     assert os.getcwd() == str(tmp_path)
 
 
