@@ -15,7 +15,7 @@
 * :func:`safe_extract`: unpacking archives without path traversal or links.
 """
 
-from cnn_jax.data import augmentations, multimnist, preprocess, text
+from cnn_jax.data import augmentations, multimnist, preprocess, text, whitening
 from cnn_jax.data.archive import UnsafeArchiveError, iter_archive_files, safe_extract
 from cnn_jax.data.augmentations import (
     augment,
@@ -52,6 +52,7 @@ from cnn_jax.data.preprocess import (
 )
 
 multimnist.register()  # the generated data sets: multimnist, affnist_like
+whitening.register()  # the augmentation pca_colour_noise
 
 __all__ = [
     "CACHE_DIR_ENV",
@@ -89,4 +90,5 @@ __all__ = [
     "subtract_mean",
     "text",
     "to_float",
+    "whitening",
 ]

@@ -30,7 +30,7 @@ __all__ = [
 ]
 
 #: Values of ``config.normalization``.
-NORMALIZATIONS = (None, "standardize", "channel_mean", "mean_image")
+NORMALIZATIONS = (None, "standardize", "channel_mean", "mean_image", "zca")
 
 
 def _cfg(config: Any, key: str, default: Any = None) -> Any:
@@ -48,6 +48,10 @@ def _statistic(kind: str, images: np.ndarray, pad_to: int | None) -> np.ndarray:
         )
     if pad_to is not None:
         images = preprocess.pad_images(images, pad_to)
+    if kind == "zca":  # cnn_jax.data.whitening: ZCA of whole images, eps 1e-2
+        from cnn_jax.data.whitening import fit_whitening
+
+        return fit_whitening(images, "zca")
     out = (
         preprocess.channel_mean(images) if kind == "channel_mean" else preprocess.mean_image(images)
     )
@@ -94,13 +98,17 @@ def _image_transform(
 
     if norm == "standardize":
         mean, std = preprocess.DATASET_STATS[get_dataset_info(_cfg(config, "dataset")).name]
+    elif norm == "zca":
+        zca = train_statistic(norm, pad_to)
     elif norm in ("channel_mean", "mean_image"):
         mean = train_statistic(norm, pad_to)
         std = np.ones_like(mean)
 
     def transform(batch: Batch) -> Batch:
         x = pad(batch["image"])  # zeros: the background, before normalization
-        if norm is not None:
+        if norm == "zca":
+            x = zca(x)
+        elif norm is not None:
             x = preprocess.normalize(x, mean, std)
         return {**batch, "image": x}
 
@@ -136,7 +144,8 @@ def input_pipeline(
       (per-channel constants of :data:`cnn_jax.data.preprocess.DATASET_STATS`),
       ``'channel_mean'`` (VGG: subtract the training set's per-channel mean) or
       ``'mean_image'`` (AlexNet: subtract its mean image); float32 batches in ``[0, 1]``
-      units.
+      units; or ``'zca'`` (ZCA whitening of whole images fitted on the training set,
+      :func:`cnn_jax.data.whitening.fit_whitening` with its default ``eps``).
     * ``pad_to`` (images; default ``None``): zero-pad to this size, e.g. 32 for LeNet-5
       on MNIST; padding comes first, so the means above are those of padded images.
 
