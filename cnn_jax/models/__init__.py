@@ -17,6 +17,7 @@ from typing import Any
 import flax.linen as nn
 
 from cnn_jax.models.alexnet import AlexNet, AlexNetPaper, ZFNet
+from cnn_jax.models.alexnet_cifar import AlexNetCifar
 from cnn_jax.models.allconv import AllConvNet, NetworkInNetwork
 from cnn_jax.models.capsnet import CapsNet, CapsNetBaseline
 from cnn_jax.models.densenet import DenseNet, DenseNet121, DenseNet161, DenseNet169, DenseNet201
@@ -24,8 +25,12 @@ from cnn_jax.models.densenet_bc import DenseNetBC100, DenseNetBC250
 from cnn_jax.models.googlenet import GoogLeNet
 from cnn_jax.models.highway import HighwayNet
 from cnn_jax.models.inception import InceptionV3
+from cnn_jax.models.inception_module import InceptionCifar
+from cnn_jax.models.keras_slides import KerasCifarCNN, KerasMnistCNN
 from cnn_jax.models.lenet import LeNet5, LeNet5Modern
+from cnn_jax.models.mlp_mnist import MLP
 from cnn_jax.models.plain_cifar import Plain20, Plain32, Plain44, Plain56, Plain110, ResNet1202
+from cnn_jax.models.plain_init import PlainInit
 from cnn_jax.models.preact_resnet import PreActResNet164, PreActResNet1001
 from cnn_jax.models.resnet import (
     ResNet,
@@ -55,8 +60,10 @@ from cnn_jax.models.vgg import (
     VGG19BN,
 )
 from cnn_jax.models.xception import Xception
+from cnn_jax.models.zipcode import ZipCodeNet
 
 __all__ = [
+    "MLP",
     "MODELS",
     "VGG",
     "VGG11",
@@ -68,6 +75,7 @@ __all__ = [
     "VGG19",
     "VGG19BN",
     "AlexNet",
+    "AlexNetCifar",
     "AlexNetPaper",
     "AllConvNet",
     "CNNMnist",
@@ -82,7 +90,10 @@ __all__ = [
     "DenseNetBC250",
     "GoogLeNet",
     "HighwayNet",
+    "InceptionCifar",
     "InceptionV3",
+    "KerasCifarCNN",
+    "KerasMnistCNN",
     "LeNet5",
     "LeNet5Modern",
     "NetworkInNetwork",
@@ -91,6 +102,7 @@ __all__ = [
     "Plain44",
     "Plain56",
     "Plain110",
+    "PlainInit",
     "PreActResNet164",
     "PreActResNet1001",
     "ResNet",
@@ -112,6 +124,7 @@ __all__ = [
     "ResNetV2",
     "Xception",
     "ZFNet",
+    "ZipCodeNet",
     "get_model",
     "model_class",
 ]
@@ -167,6 +180,13 @@ MODELS: dict[str, Any] = {
     "nin": NetworkInNetwork,
     "capsnet": CapsNet,
     "capsnet_baseline": CapsNetBaseline,
+    "mlp_mnist": MLP,
+    "zipcode": ZipCodeNet,
+    "keras_mnist_cnn": KerasMnistCNN,
+    "keras_cifar_cnn": KerasCifarCNN,
+    "alexnet_cifar": AlexNetCifar,
+    "plain_init": PlainInit,
+    "inception_cifar": InceptionCifar,
 }
 
 

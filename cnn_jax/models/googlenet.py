@@ -16,7 +16,9 @@ As torchvision builds it, with its deviations from the paper:
 * every convolution is ``BasicConv2d``: a convolution without bias, batch norm
   (epsilon 1e-3; the network predates batch norm) and ReLU; no local response norm;
 * **the "5x5" branch uses a 3x3 convolution** (torchvision issue #906: a bug kept
-  for compatibility with its ported weights);
+  for compatibility with its ported weights); ``paper_5x5=True`` builds the paper's
+  true 5x5 convolution there instead (padding 2; 380,928 more parameters than the
+  default: ``16 * ch5x5red * ch5x5`` per module; torchvision's weights do not fit it);
 * max pools use ``ceil_mode=True``; the last one is 2x2/2 instead of 3x3/2;
 * the auxiliary heads pool adaptively to 4x4 (any input size), their ``fc1`` reads
   the 2048 flattened values, and their dropout is 0.7; the main dropout is 0.2
@@ -182,6 +184,7 @@ class Inception(nn.Module):
       ch5x5: the "5x5" branch's output.
       pool_proj: channels of the pooling branch's projection.
       conv_block: ``BasicConv2d``-like partial (conv, norm, act, init bound).
+      ch5x5_kernel: the "5x5" branch's kernel size: 3 (torchvision) or 5 (the paper).
     """
 
     ch1x1: int
@@ -191,6 +194,12 @@ class Inception(nn.Module):
     ch5x5: int
     pool_proj: int
     conv_block: ModuleDef = BasicConv2d
+    ch5x5_kernel: int = 3
+
+    def __post_init__(self) -> None:
+        if self.ch5x5_kernel not in (3, 5):
+            raise ValueError(f"`ch5x5_kernel` (={self.ch5x5_kernel!r}) must be 3 or 5")
+        super().__post_init__()
 
     @nn.compact
     def __call__(self, x: Array, train: bool = False) -> Array:
@@ -208,7 +217,8 @@ class Inception(nn.Module):
         b2 = block(self.ch3x3red, 1, name="branch2_0")(x, train)
         b2 = block(self.ch3x3, 3, padding=1, name="branch2_1")(b2, train)
         b3 = block(self.ch5x5red, 1, name="branch3_0")(x, train)
-        b3 = block(self.ch5x5, 3, padding=1, name="branch3_1")(b3, train)
+        k = self.ch5x5_kernel
+        b3 = block(self.ch5x5, k, padding=k // 2, name="branch3_1")(b3, train)
         b4 = ops.max_pool(x, 3, 1, padding=1, ceil_mode=True)
         b4 = block(self.pool_proj, 1, name="branch4_1")(b4, train)
         return jnp.concatenate([b1, b2, b3, b4], axis=-1)
@@ -268,6 +278,8 @@ class GoogLeNet(nn.Module):
       norm: the normalization (default batch norm with epsilon 1e-3).
       act: the activation.
       dtype: computation dtype.
+      paper_5x5: give the "5x5" branches the paper's 5x5 kernels (default: torchvision's
+        3x3, which its ported weights need).
     """
 
     num_classes: int = 1000
@@ -279,9 +291,12 @@ class GoogLeNet(nn.Module):
     norm: ModuleDef = TorchBatchNorm
     act: Callable[[Array], Array] = nn.relu
     dtype: Any = None
+    paper_5x5: bool = False
 
     def __post_init__(self) -> None:
         check_positive_int(self.num_classes, "num_classes")
+        if not isinstance(self.paper_5x5, bool):
+            raise ValueError(f"`paper_5x5` (={self.paper_5x5!r}) must be a bool")
         check_rate(self.dropout, "dropout")
         check_rate(self.dropout_aux, "dropout_aux")
         super().__post_init__()
@@ -327,7 +342,8 @@ class GoogLeNet(nn.Module):
         for name, cfg in INCEPTION_V1_CONFIG.items():
             if name in ("inception4a", "inception5a"):
                 h = ops.max_pool(h, 3 if name == "inception4a" else 2, 2, ceil_mode=True)
-            h = Inception(*cfg, conv_block=block, name=name)(h, train)
+            k5 = 5 if self.paper_5x5 else 3
+            h = Inception(*cfg, conv_block=block, ch5x5_kernel=k5, name=name)(h, train)
             f[name] = h
             if run_aux and name in ("inception4a", "inception4d"):
                 aux_name = "aux1" if name == "inception4a" else "aux2"

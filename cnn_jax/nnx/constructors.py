@@ -40,6 +40,13 @@ DEFAULT_INPUT_SHAPES: dict[str, tuple[int, int, int]] = {
     "NetworkInNetwork": (32, 32, 3),
     "CapsNet": (28, 28, 1),
     "CapsNetBaseline": (28, 28, 1),
+    "MLP": (28, 28, 1),
+    "ZipCodeNet": (16, 16, 1),
+    "KerasMnistCNN": (28, 28, 1),
+    "KerasCifarCNN": (32, 32, 3),
+    "AlexNetCifar": (32, 32, 3),
+    "PlainInit": (32, 32, 3),
+    "InceptionCifar": (32, 32, 3),
     "InceptionV3": (299, 299, 3),
     "Xception": (299, 299, 3),
 }
@@ -224,6 +231,13 @@ MODEL_NAMES: tuple[str, ...] = (
     "ResNet1202",
     "CapsNet",
     "CapsNetBaseline",
+    "MLP",
+    "ZipCodeNet",
+    "KerasMnistCNN",
+    "KerasCifarCNN",
+    "AlexNetCifar",
+    "PlainInit",
+    "InceptionCifar",
 )
 
 BatchNorm = _layer("BatchNorm")
@@ -294,6 +308,13 @@ Plain56 = _model("Plain56")
 Plain110 = _model("Plain110")
 CapsNet = _model("CapsNet")
 CapsNetBaseline = _model("CapsNetBaseline")
+MLP = _model("MLP")
+ZipCodeNet = _model("ZipCodeNet")
+KerasMnistCNN = _model("KerasMnistCNN")
+KerasCifarCNN = _model("KerasCifarCNN")
+AlexNetCifar = _model("AlexNetCifar")
+PlainInit = _model("PlainInit")
+InceptionCifar = _model("InceptionCifar")
 PreActResNet164 = _model("PreActResNet164")
 PreActResNet1001 = _model("PreActResNet1001")
 ResNet1202 = _model("ResNet1202")
