@@ -92,12 +92,18 @@ def _check_image(x: Any, name: str, min_side: int) -> np.ndarray:
     return x
 
 
+@functools.lru_cache(maxsize=16)  # one object per setting, so jit's cache is reused
 def _make_optimizer(optimizer: str, learning_rate: float) -> optax.GradientTransformationExtraArgs:
     if optimizer == "lbfgs":
         return optax.lbfgs()
     if optimizer == "adam":
         return optax.adam(learning_rate)
     raise ValueError(f"`optimizer` (={optimizer!r}) must be 'lbfgs' or 'adam'")
+
+
+@functools.partial(jax.jit, static_argnames=("model", "preprocessing"))
+def _features(params, x, *, model, preprocessing):
+    return model.apply({"params": params}, preprocess(x, preprocessing))
 
 
 @functools.partial(jax.jit, static_argnames=("model", "weights", "preprocessing", "tx", "n"))
@@ -176,10 +182,12 @@ def stylize(
     need = min_image_size(weights.layers)
     content = _check_image(content, "content", need)
     style = _check_image(style, "style", need)
-    tx = _make_optimizer(optimizer, learning_rate)
+    if optimizer not in ("lbfgs", "adam"):
+        raise ValueError(f"`optimizer` (={optimizer!r}) must be 'lbfgs' or 'adam'")
+    tx = _make_optimizer(optimizer, float(learning_rate))
     model = VGGFeatures(layers=weights.layers, pooling=pooling)
     params = select_params(params, weights.layers)
-    feats = jax.jit(lambda p, x: model.apply({"params": p}, preprocess(x, preprocessing)))
+    feats = functools.partial(_features, model=model, preprocessing=preprocessing)
     fc = feats(params, content[None])
     content_t = {n: fc[n] for n in weights.content_layers}
     fs = feats(params, style[None])
