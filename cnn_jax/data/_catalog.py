@@ -115,7 +115,7 @@ DATASETS: dict[str, DatasetInfo] = {
             "(recordings/{digit}_{speaker}_{index}.wav)"
         ),
         tfds_name="spoken_digit",
-        options={"audio_length": 8000},
+        options={"audio_length": 8000, "test_speakers": None},
     ),
     "mr": DatasetInfo(
         name="mr",
@@ -214,6 +214,19 @@ def check_options(info: DatasetInfo, options: Mapping[str, Any]) -> dict[str, An
         n = opts["audio_length"]
         if not is_int(n) or n < 1:
             raise ValueError(f"`audio_length` (={n!r}) must be a positive int")
+        speakers = opts["test_speakers"]
+        if speakers is not None:
+            if (
+                isinstance(speakers, str)
+                or not isinstance(speakers, tuple | list)
+                or not speakers
+                or not all(isinstance(s, str) for s in speakers)
+            ):
+                raise ValueError(
+                    f"`test_speakers` (={speakers!r}) must be None or a non-empty tuple of "
+                    "speaker names"
+                )
+            opts["test_speakers"] = tuple(sorted(set(speakers)))
     elif info.name == "mr":
         n = opts["max_length"]
         if n is not None and (not is_int(n) or n < 1):

@@ -183,13 +183,29 @@ def _decode_wav(data: bytes, where: str) -> np.ndarray:
 
 
 def fsdd_finalize(records: list[tuple[int, str, int, np.ndarray]], opts: dict) -> Splits:
-    """``records``: (digit, speaker, index, int waveform) -> the train/test arrays."""
+    """``records``: (digit, speaker, index, int waveform) -> the train/test arrays.
+
+    The test split is recordings 0-4 of every speaker and digit, or, with the option
+    ``test_speakers``, every recording of those speakers (a speaker-independent split).
+    """
     length = opts["audio_length"]
     records = sorted(records, key=lambda r: (r[1], r[0], r[2]))
     speakers = sorted({r[1] for r in records})
+    held_out = opts.get("test_speakers")
+    if held_out is not None:
+        unknown = sorted(set(held_out) - set(speakers))
+        if unknown or set(held_out) >= set(speakers):
+            raise ValueError(
+                f"`test_speakers` (={tuple(held_out)!r}) must name some, not all, of the "
+                f"speakers {tuple(speakers)!r}" + (f"; unknown: {unknown}" if unknown else "")
+            )
+
+    def is_test(record: tuple[int, str, int, np.ndarray]) -> bool:
+        return record[1] in held_out if held_out is not None else record[2] < 5
+
     splits = {}
     for split in ("train", "test"):
-        sel = [r for r in records if (r[2] < 5) == (split == "test")]
+        sel = [r for r in records if is_test(r) == (split == "test")]
         audio = np.zeros((len(sel), length, 1), np.float32)
         lengths = np.zeros((len(sel),), np.int32)
         for i, (_, _, _, wav) in enumerate(sel):

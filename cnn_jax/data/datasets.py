@@ -27,7 +27,9 @@ Splits:
 
 * MNIST 60,000 / 10,000 and CIFAR-10 50,000 / 10,000: the canonical ones.
 * FSDD: the data set's standard split, recordings with index 0-4 of every speaker and
-  digit are ``test`` (300 locally), the rest ``train`` (2,700 locally).
+  digit are ``test`` (300 locally), the rest ``train`` (2,700 locally); with the option
+  ``test_speakers`` (speaker names, e.g. ``('theo',)``) the named speakers' recordings
+  are ``test`` and the other speakers' ``train``: a speaker-independent split.
 * MR has no official split; Kim (2014) reports 10-fold cross-validation. Here the
   10,662 sentences are permuted with ``np.random.default_rng(seed)`` and cut into 10
   folds (``np.array_split``); fold ``fold`` is ``test`` (1,067 sentences for fold 0),
@@ -186,7 +188,8 @@ def load_dataset(
       tfds_data_dir: the tensorflow-datasets data directory for ``source='tfds'``
         (default: tfds' own, ``~/tensorflow_datasets``).
       use_cache: read and write the ``.npz`` cache.
-      **options: data-set options: FSDD ``audio_length`` (default 8000 samples, 1 s);
+      **options: data-set options: FSDD ``audio_length`` (default 8000 samples, 1 s)
+        and ``test_speakers`` (default ``None``: the index split);
         MR ``max_length`` (default ``None``: the longest training sentence),
         ``min_count`` (default 1), ``seed`` (default 0) and ``fold`` (0-9, default 0).
 

@@ -48,6 +48,8 @@ from cnn_jax.models.resnet import (
 )
 from cnn_jax.models.resnet_v2 import ResNet50V2, ResNet101V2, ResNet152V2, ResNetV2
 from cnn_jax.models.simple import CNNMnist
+from cnn_jax.models.spectrogram_cnn import SpectrogramCNN
+from cnn_jax.models.tdnn import TDNN
 from cnn_jax.models.vgg import (
     VGG,
     VGG11,
@@ -65,6 +67,7 @@ from cnn_jax.models.zipcode import ZipCodeNet
 __all__ = [
     "MLP",
     "MODELS",
+    "TDNN",
     "VGG",
     "VGG11",
     "VGG11BN",
@@ -122,6 +125,7 @@ __all__ = [
     "ResNet1202",
     "ResNetCifar",
     "ResNetV2",
+    "SpectrogramCNN",
     "Xception",
     "ZFNet",
     "ZipCodeNet",
@@ -180,6 +184,8 @@ MODELS: dict[str, Any] = {
     "nin": NetworkInNetwork,
     "capsnet": CapsNet,
     "capsnet_baseline": CapsNetBaseline,
+    "tdnn": TDNN,
+    "spectrogram_cnn": SpectrogramCNN,
     "mlp_mnist": MLP,
     "zipcode": ZipCodeNet,
     "keras_mnist_cnn": KerasMnistCNN,

@@ -25,9 +25,9 @@ import jax.numpy as jnp
 from cnn_jax import layers, models
 from cnn_jax.nnx.wrapper import Bridged, RngsLike
 
-#: Per-example input shape (H, W, C) a model is built with when none is given,
-#: by family (the class behind the named partials).
-DEFAULT_INPUT_SHAPES: dict[str, tuple[int, int, int]] = {
+#: Per-example input shape ((H, W, C); (T, 1) for audio models) a model is built with
+#: when none is given, by family (the class behind the named partials).
+DEFAULT_INPUT_SHAPES: dict[str, tuple[int, ...]] = {
     "LeNet5": (32, 32, 1),
     "LeNet5Modern": (32, 32, 1),
     "CNNMnist": (28, 28, 1),
@@ -40,6 +40,8 @@ DEFAULT_INPUT_SHAPES: dict[str, tuple[int, int, int]] = {
     "NetworkInNetwork": (32, 32, 3),
     "CapsNet": (28, 28, 1),
     "CapsNetBaseline": (28, 28, 1),
+    "TDNN": (8000, 1),
+    "SpectrogramCNN": (8000, 1),
     "MLP": (28, 28, 1),
     "ZipCodeNet": (16, 16, 1),
     "KerasMnistCNN": (28, 28, 1),
@@ -231,6 +233,8 @@ MODEL_NAMES: tuple[str, ...] = (
     "ResNet1202",
     "CapsNet",
     "CapsNetBaseline",
+    "TDNN",
+    "SpectrogramCNN",
     "MLP",
     "ZipCodeNet",
     "KerasMnistCNN",
@@ -308,6 +312,8 @@ Plain56 = _model("Plain56")
 Plain110 = _model("Plain110")
 CapsNet = _model("CapsNet")
 CapsNetBaseline = _model("CapsNetBaseline")
+TDNN = _model("TDNN")
+SpectrogramCNN = _model("SpectrogramCNN")
 MLP = _model("MLP")
 ZipCodeNet = _model("ZipCodeNet")
 KerasMnistCNN = _model("KerasMnistCNN")
