@@ -169,7 +169,14 @@ def test_unknown_setting_is_an_error_naming_it():
     with pytest.raises(ValueError, match="seeds"):
         Study(name="x", base=tiny_base(), axes=(Axis("optim.momentum", (0.5,)),), seeds=(0, 0))
     with pytest.raises(ValueError, match=r"'seed'.*Study\.seeds"):
-        Study(name="x", base=tiny_base(), axes=(Axis("seed", (1, 2)),))
+        Study(name="x", base=tiny_base(), axes=(Axis("seed", (1, 2)),), seeds=(0, 1))
+    # With one study seed, an axis may vary the seed with other settings (bagging).
+    bag = Axis("m", ({"seed": 5, "optim.momentum": 0.5}, {"seed": 6}), labels=("a", "b"))
+    got = cells(Study(name="x", base=tiny_base(), axes=(bag,)))
+    assert [(c.seed, c.config.seed, c.name) for c in got] == [
+        (5, 5, "m=a__seed=5"),
+        (6, 6, "m=b__seed=6"),
+    ]
 
 
 def test_two_axes_and_a_diverged_cell(tmp_path):
@@ -227,3 +234,22 @@ def test_killed_process_resumes_mid_cell(reference, tmp_path):
     res = json.loads((workdir / "results.json").read_text())
     for a, b in zip(ref["cells"], res["cells"], strict=True):
         assert a["final"] == pytest.approx(b["final"], rel=1e-5)
+
+
+STUDY_FILES = sorted(p.name for p in (REPO / "experiments" / "configs").glob("study_*.py"))
+
+
+@pytest.mark.parametrize("name", [n for n in STUDY_FILES if n != "study_common.py"])
+def test_every_study_config_has_a_valid_runlocal_variant(name):
+    """Each study's runlocal cells are valid training configs on synthetic data (the
+    bagging study's are trained in test_ensemble_train)."""
+    from cnn_jax.train.config import validate_config
+
+    study = load_study(f"experiments/configs/{name}:runlocal")
+    for cell in cells(study):
+        validate_config(cell.config)
+        assert cell.config.dataset.startswith("synthetic")
+        assert cell.config.num_train_steps <= 20
+    full = load_study(f"experiments/configs/{name}")
+    for cell in cells(full):
+        validate_config(cell.config)

@@ -149,8 +149,11 @@ class Study:
                 raise ValueError(f"`Study.seeds` entry {s!r} must be a non-negative int")
         for axis in axes:
             keys = [axis.key] + [k for v in axis.values if isinstance(v, Mapping) for k in v]
-            if "seed" in keys:
-                raise ValueError(f"axis {axis.key!r} sets 'seed': list the seeds in `Study.seeds`")
+            if "seed" in keys and len(self.seeds) > 1:
+                raise ValueError(
+                    f"axis {axis.key!r} sets 'seed' and the study has several seeds: list "
+                    "the seeds in `Study.seeds`, or give the study one seed"
+                )
         for axis in axes:  # every setting names a key of the config (ValueError naming it)
             for value in axis.values:
                 apply_settings(self.base, _settings(axis, value))
@@ -246,6 +249,7 @@ def cells(study: Study) -> list[Cell]:
         ]
         for seed in study.seeds:
             config = apply_settings(study.base, settings)
+            seed = int(settings.get("seed", seed))  # an axis may set the seed (one study seed)
             config.seed = seed
             name = "__".join([*parts, f"seed={seed}"])
             out.append(Cell(name=name, labels=labels, seed=seed, config=config))

@@ -1,0 +1,38 @@
+r"""Bagging: five small CIFAR-10 CNNs, each on its own bootstrap sample of the training set.
+
+Command (from the repository root, in the venv):
+  python -m experiments.study --study=experiments/configs/study_cifar10_bagging.py \
+      --workdir=runs/study_cifar10_bagging
+  python -m experiments.ensemble --members='runs/study_cifar10_bagging/cells/*' \
+      --out=runs/ensemble_bagging
+
+Variants: ``runlocal`` (seconds, synthetic data, two members).
+
+Member ``i`` trains with seed ``i`` (as member ``i`` of ``study_cifar10_seeds.py``) on
+``cifar10_resampled`` with ``draw_seed = i``: 50,000 examples drawn with replacement
+(about 63% distinct). Comparing this ensemble with the seeds-only one isolates what
+the bootstrap adds. Base: ``study_common.small_cifar10`` (1 epoch). Results:
+docs/RESULTS.md, "Ensembles".
+"""
+
+import cnn_jax.ensemble  # registers cifar10_resampled  # noqa: F401
+from cnn_jax.study import Axis, Study
+from experiments.configs.common import parse_variants
+from experiments.configs.study_common import shrink, small_cifar10
+
+
+def get_study(arg: str | None = None) -> Study:
+    """Returns the study; ``arg`` selects variants (see the module docstring)."""
+    variants = parse_variants(arg, ("runlocal",))
+    base = small_cifar10(epochs=1)
+    n = 5
+    if "runlocal" in variants:
+        base, n = shrink(base), 2
+    base.dataset = base.dataset + "_resampled"
+    members = tuple({"seed": i, "dataset_options.draw_seed": i} for i in range(n))
+    return Study(
+        name="cifar10_bagging",
+        base=base,
+        axes=(Axis("member", members, labels=tuple(f"bag{i}" for i in range(n))),),
+        description="The small CIFAR-10 CNN on bootstrap samples (draw i, seed i).",
+    )
