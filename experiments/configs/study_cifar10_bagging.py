@@ -1,4 +1,4 @@
-r"""Bagging: five small CIFAR-10 CNNs, each on its own bootstrap sample of the training set.
+r"""Bagging: small CIFAR-10 CNNs, each on its own bootstrap sample of the training set.
 
 Command (from the repository root, in the venv):
   python -m experiments.study --study=experiments/configs/study_cifar10_bagging.py \
@@ -6,12 +6,13 @@ Command (from the repository root, in the venv):
   python -m experiments.ensemble --members='runs/study_cifar10_bagging/cells/*' \
       --out=runs/ensemble_bagging
 
-Variants: ``runlocal`` (seconds, synthetic data, two members).
+Variants: ``runlocal`` (seconds, synthetic data, two members); ``five`` (five members).
 
-Member ``i`` trains with seed ``i`` (as member ``i`` of ``study_cifar10_seeds.py``) on
-``cifar10_resampled`` with ``draw_seed = i``: 50,000 examples drawn with replacement
-(about 63% distinct). Comparing this ensemble with the seeds-only one isolates what
-the bootstrap adds. Base: ``study_common.small_cifar10`` (1 epoch). Results:
+Three members (CPU budget; ``:five`` for five). Member ``i`` trains with seed ``i``
+(as member ``i`` of ``study_cifar10_seeds.py``) on ``cifar10_resampled`` with
+``draw_seed = i``: 50,000 examples drawn with replacement (about 63% distinct).
+Comparing this ensemble with the seeds-only one isolates what the bootstrap adds.
+Base: ``study_common.small_cifar10`` (1 epoch). Results:
 docs/RESULTS.md, "Ensembles".
 """
 
@@ -23,9 +24,10 @@ from experiments.configs.study_common import shrink, small_cifar10
 
 def get_study(arg: str | None = None) -> Study:
     """Returns the study; ``arg`` selects variants (see the module docstring)."""
-    variants = parse_variants(arg, ("runlocal",))
+    variants = parse_variants(arg, ("runlocal", "five"))
     base = small_cifar10(epochs=1)
-    n = 5
+    base.eval_every_steps = None  # once, at the end: the members are scored by the ensemble
+    n = 5 if "five" in variants else 3
     if "runlocal" in variants:
         base, n = shrink(base), 2
     base.dataset = base.dataset + "_resampled"
