@@ -111,7 +111,8 @@ def encode(
       lengths counting the tokens kept (at most ``max_length``).
 
     Raises:
-      ValueError: if ``max_length`` is not a positive int.
+      ValueError: if ``max_length`` is not a positive int, or a sentence is empty (no
+        tokens: an empty line, or one that ``clean_str`` empties), naming its index.
     """
     if isinstance(max_length, bool) or not isinstance(max_length, int | np.integer):
         raise ValueError(f"`max_length` (={max_length!r}) must be a positive int")
@@ -122,6 +123,13 @@ def encode(
     ids = np.zeros((len(sentences), int(max_length)), np.int32)
     lengths = np.zeros((len(sentences),), np.int32)
     for row, sent in enumerate(sentences):
+        if isinstance(sent, str):
+            raise TypeError(f"`sentences[{row}]` must be a list of tokens, got a str {sent!r}")
+        if len(sent) == 0:
+            raise ValueError(
+                f"`sentences[{row}]` is empty (no tokens); drop empty sentences before "
+                "encoding them"
+            )
         toks = [index.get(t, unk) for t in sent[:max_length]]
         ids[row, : len(toks)] = toks
         lengths[row] = len(toks)
