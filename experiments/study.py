@@ -10,7 +10,10 @@ same command to resume after an interruption), then writes ``table.md``,
 ``--report_only`` writes the report from the cells run so far.
 """
 
+import logging as std_logging
+import os
 import sys
+from pathlib import Path
 
 from absl import app, flags, logging
 
@@ -23,10 +26,24 @@ flags.DEFINE_bool("report_only", False, "Write the report from the finished cell
 flags.mark_flags_as_required(["study", "workdir"])
 
 
+_OWN_CODE = tuple(
+    os.path.realpath(p) + os.sep for p in (Path(cnn_jax.__file__).parent, Path(__file__).parent)
+)
+
+
+def _own_info_only(record: std_logging.LogRecord) -> bool:
+    """Warnings and errors, and INFO lines from cnn_jax and experiments (not orbax's)."""
+    return record.levelno >= std_logging.WARNING or os.path.realpath(record.pathname).startswith(
+        _OWN_CODE
+    )
+
+
 def main(argv: list[str]) -> None:
     """Loads the study, trains its cells, writes the report."""
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    if not FLAGS["verbosity"].present:
+        logging.get_absl_handler().addFilter(_own_info_only)
     cnn_jax.apply_xla_cpu_defaults()
     from cnn_jax import study as study_lib
 
