@@ -27,6 +27,14 @@ statistics are not parameters) VGG-11 132,868,840, VGG-13 133,053,736, VGG-16
 ``features``: ``block1`` .. ``block5`` (each stack's output after its max pooling),
 ``pooled`` (the flattened 7x7 grid), ``fc6``, ``fc7`` (after the ReLU, before dropout),
 ``pre_logits`` (= ``fc7``, the input of the last layer) and ``logits``.
+
+Every layer of the convolutional part is also sown into the ``'intermediates'``
+collection under the paper's (and Caffe's) names, ``b`` the block and ``i`` the
+convolution in it, both from 1: ``conv{b}_{i}`` (the convolution's output, before
+batch norm and ReLU), ``bn{b}_{i}`` (after batch norm; ``batch_norm=True`` only),
+``relu{b}_{i}`` (after the ReLU) and ``pool{b}`` (after the block's pooling), so VGG-19
+has ``conv1_1`` ... ``conv5_4``. Sowing adds no parameters and costs nothing unless
+the collection is mutable; ``cnn_jax.models.intermediates.tap`` reads them by name.
 """
 
 from __future__ import annotations
@@ -137,17 +145,22 @@ class VGG(nn.Module):
             dtype=self.dtype,
         )
         f: dict[str, Array] = {}
-        h, index, block = x, 0, 1
+        h, index, block, layer = x, 0, 1, 1
         for v in cfg:
             if v == "M":
                 f[f"block{block}"] = h = ops.max_pool(h, 2, 2)
-                index, block = index + 1, block + 1
+                self.sow("intermediates", f"pool{block}", h)
+                index, block, layer = index + 1, block + 1, 1
                 continue
             h = conv(v, name=f"features_{index}")(h)
+            self.sow("intermediates", f"conv{block}_{layer}", h)
             if self.batch_norm:
                 h = self.norm(dtype=self.dtype, name=f"features_{index + 1}")(h, train=train)
+                self.sow("intermediates", f"bn{block}_{layer}", h)
             h = self.act(h)
+            self.sow("intermediates", f"relu{block}_{layer}", h)
             index += 3 if self.batch_norm else 2
+            layer += 1
         h = ops.adaptive_avg_pool(h, 7)
         f["pooled"] = h = h.reshape(h.shape[0], -1)
         dense = functools.partial(
