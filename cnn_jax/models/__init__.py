@@ -20,8 +20,11 @@ from cnn_jax.models.alexnet import AlexNet, AlexNetPaper, ZFNet
 from cnn_jax.models.alexnet_cifar import AlexNetCifar
 from cnn_jax.models.allconv import AllConvNet, NetworkInNetwork
 from cnn_jax.models.capsnet import CapsNet, CapsNetBaseline
+from cnn_jax.models.context_net import DilatedNet
+from cnn_jax.models.conv_autoencoder import ConvAutoencoder
 from cnn_jax.models.densenet import DenseNet, DenseNet121, DenseNet161, DenseNet169, DenseNet201
 from cnn_jax.models.densenet_bc import DenseNetBC100, DenseNetBC250
+from cnn_jax.models.fcn import FCN
 from cnn_jax.models.googlenet import GoogLeNet
 from cnn_jax.models.highway import HighwayNet
 from cnn_jax.models.inception import InceptionV3
@@ -47,9 +50,11 @@ from cnn_jax.models.resnet import (
     ResNetCifar,
 )
 from cnn_jax.models.resnet_v2 import ResNet50V2, ResNet101V2, ResNet152V2, ResNetV2
+from cnn_jax.models.segnet import SegNet
 from cnn_jax.models.simple import CNNMnist
 from cnn_jax.models.spectrogram_cnn import SpectrogramCNN
 from cnn_jax.models.tdnn import TDNN
+from cnn_jax.models.unet import UNet
 from cnn_jax.models.vgg import (
     VGG,
     VGG11,
@@ -64,7 +69,12 @@ from cnn_jax.models.vgg import (
 from cnn_jax.models.xception import Xception
 from cnn_jax.models.zipcode import ZipCodeNet
 
+FCN32s = functools.partial(FCN, skips=0)
+FCN16s = functools.partial(FCN, skips=1)
+FCN8s = functools.partial(FCN, skips=2)
+
 __all__ = [
+    "FCN",
     "MLP",
     "MODELS",
     "TDNN",
@@ -84,6 +94,7 @@ __all__ = [
     "CNNMnist",
     "CapsNet",
     "CapsNetBaseline",
+    "ConvAutoencoder",
     "DenseNet",
     "DenseNet121",
     "DenseNet161",
@@ -91,6 +102,10 @@ __all__ = [
     "DenseNet201",
     "DenseNetBC100",
     "DenseNetBC250",
+    "DilatedNet",
+    "FCN8s",
+    "FCN16s",
+    "FCN32s",
     "GoogLeNet",
     "HighwayNet",
     "InceptionCifar",
@@ -125,7 +140,9 @@ __all__ = [
     "ResNet1202",
     "ResNetCifar",
     "ResNetV2",
+    "SegNet",
     "SpectrogramCNN",
+    "UNet",
     "Xception",
     "ZFNet",
     "ZipCodeNet",
@@ -184,6 +201,13 @@ MODELS: dict[str, Any] = {
     "nin": NetworkInNetwork,
     "capsnet": CapsNet,
     "capsnet_baseline": CapsNetBaseline,
+    "unet": UNet,
+    "segnet": SegNet,
+    "fcn32s": FCN32s,
+    "fcn16s": FCN16s,
+    "fcn8s": FCN8s,
+    "dilated_net": DilatedNet,
+    "conv_autoencoder": ConvAutoencoder,
     "tdnn": TDNN,
     "spectrogram_cnn": SpectrogramCNN,
     "mlp_mnist": MLP,

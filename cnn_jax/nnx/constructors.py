@@ -40,6 +40,9 @@ DEFAULT_INPUT_SHAPES: dict[str, tuple[int, ...]] = {
     "NetworkInNetwork": (32, 32, 3),
     "CapsNet": (28, 28, 1),
     "CapsNetBaseline": (28, 28, 1),
+    "UNet": (572, 572, 1),
+    "SegNet": (360, 480, 3),
+    "ConvAutoencoder": (28, 28, 1),
     "TDNN": (8000, 1),
     "SpectrogramCNN": (8000, 1),
     "MLP": (28, 28, 1),
@@ -233,6 +236,14 @@ MODEL_NAMES: tuple[str, ...] = (
     "ResNet1202",
     "CapsNet",
     "CapsNetBaseline",
+    "UNet",
+    "SegNet",
+    "FCN",
+    "FCN8s",
+    "FCN16s",
+    "FCN32s",
+    "DilatedNet",
+    "ConvAutoencoder",
     "TDNN",
     "SpectrogramCNN",
     "MLP",
@@ -312,6 +323,14 @@ Plain56 = _model("Plain56")
 Plain110 = _model("Plain110")
 CapsNet = _model("CapsNet")
 CapsNetBaseline = _model("CapsNetBaseline")
+UNet = _model("UNet")
+SegNet = _model("SegNet")
+FCN = _model("FCN")
+FCN8s = _model("FCN8s")
+FCN16s = _model("FCN16s")
+FCN32s = _model("FCN32s")
+DilatedNet = _model("DilatedNet")
+ConvAutoencoder = _model("ConvAutoencoder")
 TDNN = _model("TDNN")
 SpectrogramCNN = _model("SpectrogramCNN")
 MLP = _model("MLP")
