@@ -66,6 +66,7 @@ from cnn_jax.models.vgg import (
     VGG19,
     VGG19BN,
 )
+from cnn_jax.models.wavenet import WaveNet, WaveNetScorer
 from cnn_jax.models.xception import Xception
 from cnn_jax.models.zipcode import ZipCodeNet
 
@@ -143,6 +144,8 @@ __all__ = [
     "SegNet",
     "SpectrogramCNN",
     "UNet",
+    "WaveNet",
+    "WaveNetScorer",
     "Xception",
     "ZFNet",
     "ZipCodeNet",
@@ -201,6 +204,8 @@ MODELS: dict[str, Any] = {
     "nin": NetworkInNetwork,
     "capsnet": CapsNet,
     "capsnet_baseline": CapsNetBaseline,
+    "wavenet": WaveNet,
+    "wavenet_scorer": WaveNetScorer,
     "unet": UNet,
     "segnet": SegNet,
     "fcn32s": FCN32s,

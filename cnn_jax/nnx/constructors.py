@@ -53,6 +53,8 @@ DEFAULT_INPUT_SHAPES: dict[str, tuple[int, ...]] = {
     "PlainInit": (32, 32, 3),
     "InceptionCifar": (32, 32, 3),
     "InceptionV3": (299, 299, 3),
+    "WaveNet": (2048, 1),
+    "WaveNetScorer": (2048, 1),
     "Xception": (299, 299, 3),
 }
 _IMAGENET_SHAPE = (224, 224, 3)
@@ -236,6 +238,8 @@ MODEL_NAMES: tuple[str, ...] = (
     "ResNet1202",
     "CapsNet",
     "CapsNetBaseline",
+    "WaveNet",
+    "WaveNetScorer",
     "UNet",
     "SegNet",
     "FCN",
@@ -323,6 +327,8 @@ Plain56 = _model("Plain56")
 Plain110 = _model("Plain110")
 CapsNet = _model("CapsNet")
 CapsNetBaseline = _model("CapsNetBaseline")
+WaveNet = _model("WaveNet")
+WaveNetScorer = _model("WaveNetScorer")
 UNet = _model("UNet")
 SegNet = _model("SegNet")
 FCN = _model("FCN")

@@ -16,7 +16,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
-from cnn_jax.train import losses_capsule
+from cnn_jax.train import losses_capsule, losses_sequence
 
 __all__ = ["LOSSES", "Loss", "get_loss", "loss_names"]
 
@@ -37,6 +37,7 @@ class Loss:
 #: Losses by the names ``config.loss`` takes (besides ``cross_entropy``).
 LOSSES: dict[str, Loss] = {
     "capsule_margin": Loss(losses_capsule.capsule_loss, label_to_model=True),
+    "wavenet_nll": Loss(losses_sequence.wavenet_loss, label_to_model=True),
 }
 
 
