@@ -159,7 +159,12 @@ def tap(
       ValueError: for an unknown name (the message lists the known ones), or a name of
         a value recorded several times (the message names its ``#i`` forms).
     """
-    wanted = [names] if isinstance(names, str) else list(names) if names is not None else None
+    if isinstance(names, str):
+        wanted: list[Any] | None = [names]
+    elif isinstance(names, Iterable):
+        wanted = list(names)
+    else:
+        wanted = None
     if wanted is None or not all(isinstance(n, str) for n in wanted):
         raise TypeError(f"`names` (={names!r}) must be a tap name or an iterable of tap names")
     modules = {n[: -len(_METHOD) - 1] if n.endswith("/" + _METHOD) else n for n in wanted}

@@ -7,6 +7,9 @@ a figure is drawn.
 """
 
 from cnn_jax.models.intermediates import tap, tap_names
+from cnn_jax.viz import plots
+from cnn_jax.viz.analysis import confusion_matrix, crop, read_metrics, top_activations
+from cnn_jax.viz.attribution import occlusion, occlusion_positions, saliency
 from cnn_jax.viz.deconvnet import Conv, MaxPool, ReLU, Trace, backward, forward, project, select
 from cnn_jax.viz.stacks import deconv_stack, receptive_box
 
@@ -16,11 +19,19 @@ __all__ = [
     "ReLU",
     "Trace",
     "backward",
+    "confusion_matrix",
+    "crop",
     "deconv_stack",
     "forward",
+    "occlusion",
+    "occlusion_positions",
+    "plots",
     "project",
+    "read_metrics",
     "receptive_box",
+    "saliency",
     "select",
     "tap",
     "tap_names",
+    "top_activations",
 ]
