@@ -13,7 +13,9 @@ rate 1.0) at batch 128 and reports 99.25% test accuracy; Adadelta is not among t
 training loop's optimizers, so this config uses Adam (learning rate 1e-3, constant),
 batch 128, inputs standardized, and a CPU budget of ``num_epochs = 1``.
 
-Result: the ledger entry ``keras_mnist_cnn`` (docs/RESULTS.md, "The lectures' claims").
+Result: 1.35% test error (test loss 0.0449) after the 1 epoch with the command above
+(the example's 0.75% needs its 12 epochs): the ledger entry ``keras_mnist_cnn``
+(docs/RESULTS.md, "The lectures' claims").
 """
 
 from experiments.configs.common import base_config, parse_variants, runlocal

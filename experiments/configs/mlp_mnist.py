@@ -14,8 +14,9 @@ learning rate, inputs scaled to [0, 1] (here standardized with MNIST's mean and 
 no augmentation. The example trains 20 epochs (98.40% test accuracy); the CPU budget
 here is ``num_epochs = 5``.
 
-Result: the ledger entry ``mlp_mnist`` (docs/results/ledger.json; docs/RESULTS.md,
-"The lectures' claims").
+Result: 2.12% test error (test loss 0.0826) after the 5 epochs with the command above
+(the example's 1.60% needs its 20 epochs): the ledger entry ``mlp_mnist``
+(docs/results/ledger.json; docs/RESULTS.md, "The lectures' claims").
 """
 
 from experiments.configs.common import base_config, parse_variants, runlocal

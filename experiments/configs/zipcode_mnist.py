@@ -17,7 +17,9 @@ and its training set 8 times larger). Training: SGD, batch 1 is too slow on a CP
 so batch 32, momentum 0.9, learning rate 0.03, cosine schedule, softmax cross-entropy
 (the paper: mean squared error), ``num_epochs = 5``.
 
-Result: the ledger entry ``zipcode_mnist`` (docs/RESULTS.md, "The lectures' claims").
+Result: 2.01% test error (test loss 0.0668) on MNIST's test set after the 5 epochs
+with the command above: the ledger entry ``zipcode_mnist`` (docs/RESULTS.md, "The
+lectures' claims").
 """
 
 from experiments.configs.common import base_config, parse_variants, runlocal
