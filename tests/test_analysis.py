@@ -197,3 +197,14 @@ def test_reinitialize_and_errors():
         analysis.reinitialize({"x": {"bias": jnp.ones(3)}}, "zeros", KEY)
     with pytest.raises(ValueError, match="labels"):
         analysis.layer_signals(model, v, X[:2, :16, :16], jnp.array([1, 2, 3]))
+
+
+def test_filter_tiles_scale_each_filter():
+    from experiments.claims_filters import tile
+
+    k = np.stack([np.full((5, 5, 3), v) + np.arange(5)[:, None, None] for v in (0.0, 9.0)], -1)
+    img = tile(k, cols=2)
+    assert img.shape == (7, 13, 3)
+    np.testing.assert_allclose(img[1:6, 1, 0], np.linspace(0, 1, 5))  # filter 0, scaled
+    np.testing.assert_allclose(img[1:6, 7, 0], np.linspace(0, 1, 5))  # filter 1, same
+    assert tile(k[:, :, :1], cols=1).shape == (13, 7)
