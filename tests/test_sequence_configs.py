@@ -10,8 +10,13 @@ import pytest
 from cnn_jax import data
 from cnn_jax.data import resolve_data_dir
 from cnn_jax.train import train_and_evaluate
-from experiments.configs import spectrogram_cnn_fsdd, tdnn_fsdd
+from experiments import cross_validate
+from experiments.configs import dilated_textcnn_mr, spectrogram_cnn_fsdd, tdnn_fsdd, textcnn_mr
 
+needs_mr = pytest.mark.skipif(
+    not (resolve_data_dir()[0] / "rt_polarity" / "rt-polarity.pos").exists(),
+    reason="MR not found in the data directory (../shared/data or $CNN_JAX_DATA_DIR)",
+)
 needs_fsdd = pytest.mark.skipif(
     not (resolve_data_dir()[0] / "fsdd" / "fsdd_recordings.tar.gz").exists(),
     reason="FSDD not found in the data directory (../shared/data or $CNN_JAX_DATA_DIR)",
@@ -57,3 +62,48 @@ def test_config_variants_parse():
     assert spectrogram_cnn_fsdd.get_config().dataset_options.test_speakers == ("theo",)
     with pytest.raises(ValueError, match="unknown config variant"):
         tdnn_fsdd.get_config("nope")
+
+
+@needs_mr
+def test_mr_vocabulary_bound_holds_for_every_fold():
+    sizes = [len(data.load_vocabulary("mr", fold=k)) for k in (0, 9)]
+    assert max(sizes) < textcnn_mr.MR_VOCAB_SIZE
+    train = data.load_dataset("mr", "train", fold=0)
+    assert train["tokens"].max() < sizes[0]
+
+
+@needs_mr
+def test_textcnn_runlocal_trains_and_the_loss_falls(tmp_path):
+    c = textcnn_mr.get_config("runlocal")
+    c.num_train_steps = 30
+    c.log_every_steps = 1
+    summary = train_and_evaluate(c, str(tmp_path))
+    assert summary["test_count"] == 1067
+    losses = _train_losses(tmp_path)
+    assert np.mean(losses[-8:]) < np.mean(losses[:8]) - 0.02, losses
+
+
+@needs_mr
+def test_cross_validate_runs_the_loop_per_fold(tmp_path):
+    c = dilated_textcnn_mr.get_config("runlocal")
+    c.num_train_steps = 4
+    rows = cross_validate.cross_validate(c, tmp_path, [2, 7])
+    assert [r["fold"] for r in rows] == [2, 7]
+    assert (tmp_path / "fold_7" / "metrics.jsonl").exists()
+    table = (tmp_path / "cv_results.md").read_text()
+    assert "| 2 |" in table and "| mean of 2 |" in table
+    blob = json.loads((tmp_path / "cv_results.json").read_text())
+    acc = [r["test_accuracy"] for r in rows]
+    assert blob["mean_test_accuracy"] == pytest.approx(np.mean(acc))
+    assert blob["std_test_accuracy"] == pytest.approx(np.std(acc, ddof=1))
+    static = textcnn_mr.get_config("runlocal,static")
+    with pytest.raises(ValueError, match=r"`config.model_kwargs.mode` \(='static'\) needs word"):
+        cross_validate.cross_validate(static, tmp_path, [0])
+
+
+def test_parse_folds():
+    assert cross_validate.parse_folds(None, 10) == list(range(10))
+    assert cross_validate.parse_folds("3,1", 10) == [3, 1]
+    for bad in ("10", "1,1", "a"):
+        with pytest.raises(ValueError, match=r"`--folds`"):
+            cross_validate.parse_folds(bad, 10)

@@ -54,6 +54,7 @@ from cnn_jax.models.segnet import SegNet
 from cnn_jax.models.simple import CNNMnist
 from cnn_jax.models.spectrogram_cnn import SpectrogramCNN
 from cnn_jax.models.tdnn import TDNN
+from cnn_jax.models.text_cnn import DilatedTextCNN, TextCNN
 from cnn_jax.models.unet import UNet
 from cnn_jax.models.vgg import (
     VGG,
@@ -104,6 +105,7 @@ __all__ = [
     "DenseNetBC100",
     "DenseNetBC250",
     "DilatedNet",
+    "DilatedTextCNN",
     "FCN8s",
     "FCN16s",
     "FCN32s",
@@ -143,6 +145,7 @@ __all__ = [
     "ResNetV2",
     "SegNet",
     "SpectrogramCNN",
+    "TextCNN",
     "UNet",
     "WaveNet",
     "WaveNetScorer",
@@ -215,6 +218,8 @@ MODELS: dict[str, Any] = {
     "conv_autoencoder": ConvAutoencoder,
     "tdnn": TDNN,
     "spectrogram_cnn": SpectrogramCNN,
+    "textcnn": TextCNN,
+    "dilated_textcnn": DilatedTextCNN,
     "mlp_mnist": MLP,
     "zipcode": ZipCodeNet,
     "keras_mnist_cnn": KerasMnistCNN,

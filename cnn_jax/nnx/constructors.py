@@ -45,6 +45,8 @@ DEFAULT_INPUT_SHAPES: dict[str, tuple[int, ...]] = {
     "ConvAutoencoder": (28, 28, 1),
     "TDNN": (8000, 1),
     "SpectrogramCNN": (8000, 1),
+    "TextCNN": (56,),
+    "DilatedTextCNN": (56,),
     "MLP": (28, 28, 1),
     "ZipCodeNet": (16, 16, 1),
     "KerasMnistCNN": (28, 28, 1),
@@ -250,6 +252,8 @@ MODEL_NAMES: tuple[str, ...] = (
     "ConvAutoencoder",
     "TDNN",
     "SpectrogramCNN",
+    "TextCNN",
+    "DilatedTextCNN",
     "MLP",
     "ZipCodeNet",
     "KerasMnistCNN",
@@ -339,6 +343,8 @@ DilatedNet = _model("DilatedNet")
 ConvAutoencoder = _model("ConvAutoencoder")
 TDNN = _model("TDNN")
 SpectrogramCNN = _model("SpectrogramCNN")
+TextCNN = _model("TextCNN")
+DilatedTextCNN = _model("DilatedTextCNN")
 MLP = _model("MLP")
 ZipCodeNet = _model("ZipCodeNet")
 KerasMnistCNN = _model("KerasMnistCNN")

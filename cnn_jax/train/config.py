@@ -58,14 +58,14 @@ def default_config() -> ConfigDict:
     # Optimization (cnn_jax.train.optim).
     c.optim = ConfigDict(
         dict(
-            name="sgd",  # sgd, adam, adamw or rmsprop
+            name="sgd",  # sgd, adam, adamw, rmsprop or adadelta
             learning_rate=0.1,  # peak learning rate
             momentum=0.9,  # sgd and rmsprop momentum (0: none)
             nesterov=False,  # sgd: Nesterov momentum
             b1=0.9,  # adam(w): first-moment decay
             b2=0.999,  # adam(w): second-moment decay
             eps=1e-8,  # adam(w), rmsprop: denominator epsilon
-            decay=0.9,  # rmsprop: squared-gradient decay
+            decay=0.9,  # rmsprop, adadelta: squared-gradient decay (adadelta's rho)
             schedule="cosine",  # constant, cosine, step or exponential
             warmup_epochs=0.0,  # linear warm-up from 0, in epochs
             end_lr_factor=0.0,  # cosine: final learning rate / peak
@@ -73,6 +73,10 @@ def default_config() -> ConfigDict:
             decay_factor=0.1,  # step: factor per milestone; exponential: factor per epoch
             weight_decay=0.0,  # L2 on kernels (decoupled for adamw)
             grad_clip_norm=config_dict.placeholder(float),  # clip the global gradient norm
+            # Max-norm (Kim 2014): after each step, rescale every column of the matching
+            # kernels whose L2 norm exceeds max_norm back to max_norm (None: off).
+            max_norm=config_dict.placeholder(float),
+            max_norm_params=("output/kernel",),  # fnmatch patterns of '/'-joined param paths
             # Divide the learning rate when a metric stops improving (cnn_jax.train.plateau).
             reduce_on_plateau=ConfigDict(
                 dict(
