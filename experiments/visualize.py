@@ -244,15 +244,16 @@ def _deconv_figure(
     )
     chans = [int(c) for c in np.argsort(-mean)[:channels]]
     top = analysis.top_activations(act_fn, x, chans, k=k, batch_size=500)
+    project = jax.jit(lambda xx, sig: deconvnet.project(stack, xx, layer, signal=sig))
     rows: dict[str, list[np.ndarray]] = {}
     for ci, ch in enumerate(chans):
         patches, recs = [], []
         for img, r, c, _ in top[ci]:
             img, r, c = int(img), int(r), int(c)
             xi = jnp.asarray(x[img : img + 1])
-            out = deconvnet.forward(stack, xi, upto=layer).outputs[-1]
+            out = act_fn(xi)
             sig = jnp.zeros(out.shape).at[0, r, c, ch].set(out[0, r, c, ch])
-            rec = np.asarray(deconvnet.project(stack, xi, layer, signal=sig))[0]
+            rec = np.asarray(project(xi, sig))[0]
             box = stacks.receptive_box(stack, layer, r, c, x.shape[1:3])
             patches.append(analysis.crop(x[img], box, float(x.min())))
             recs.append(analysis.crop(rec, box, 0.0))

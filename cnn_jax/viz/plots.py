@@ -97,12 +97,15 @@ def _tiles(
     return fig
 
 
-def filter_grid(kernel: Any, max_filters: int = 64, max_inputs: int = 8, title: str = "") -> Figure:
+def filter_grid(
+    kernel: Any, max_filters: int | None = None, max_inputs: int = 8, title: str = ""
+) -> Figure:
     """The filters of a convolution, ``kernel`` ``(kh, kw, C_in, C_out)``.
 
     With 3 input channels (a first layer on RGB) each filter is one colour tile
     (min-max scaled per filter); otherwise each filter is a row of per-input-channel
-    grey tiles (the first ``max_inputs``), 0 at mid-grey.
+    grey tiles (the first ``max_inputs``), 0 at mid-grey. ``max_filters`` (default 64
+    colour or single-channel tiles, 16 rows of per-channel tiles) caps the filters shown.
 
     Raises:
       ValueError: for a kernel that is not 4-D.
@@ -110,6 +113,8 @@ def filter_grid(kernel: Any, max_filters: int = 64, max_inputs: int = 8, title: 
     k = np.asarray(kernel, np.float64)
     if k.ndim != 4:
         raise ValueError(f"`kernel` must be (kh, kw, C_in, C_out), got shape {k.shape}")
+    if max_filters is None:
+        max_filters = 64 if k.shape[2] in (1, 3) else 16
     n = min(k.shape[-1], max_filters)
     if k.shape[2] == 3:
         return _tiles([to_display(k[..., o]) for o in range(n)], None, None, title, "gray")
