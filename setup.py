@@ -36,7 +36,8 @@ EXTRAS_REQUIRE = {
         "keras>=3.15,<4",  # reference for the Keras-converted models (JAX backend)
         "matplotlib>=3.8,<4",  # notebooks/capsules.ipynb runs in tests/test_repo.py
     ],
-    # Figures: experiments.capsules_figures, the notebooks.
+    # Figures: cnn_jax.viz.plots, experiments.visualize, experiments.capsules_figures,
+    # the notebooks (cnn_jax.viz computes without it).
     "viz": ["matplotlib>=3.8,<4"],
     # PyTorch CPU as a reference implementation in tests and the reader of .pth weight
     # files; install it with `pip install torch==2.13.0 torchvision==0.28.0` (see
