@@ -70,6 +70,7 @@ from cnn_jax.models.vgg import (
 from cnn_jax.models.wavenet import WaveNet, WaveNetScorer
 from cnn_jax.models.xception import Xception
 from cnn_jax.models.zipcode import ZipCodeNet
+from cnn_jax.style.wct import WCTAutoencoder
 
 FCN32s = functools.partial(FCN, skips=0)
 FCN16s = functools.partial(FCN, skips=1)
@@ -147,6 +148,7 @@ __all__ = [
     "SpectrogramCNN",
     "TextCNN",
     "UNet",
+    "WCTAutoencoder",
     "WaveNet",
     "WaveNetScorer",
     "Xception",
@@ -207,6 +209,7 @@ MODELS: dict[str, Any] = {
     "nin": NetworkInNetwork,
     "capsnet": CapsNet,
     "capsnet_baseline": CapsNetBaseline,
+    "wct_autoencoder": WCTAutoencoder,
     "wavenet": WaveNet,
     "wavenet_scorer": WaveNetScorer,
     "unet": UNet,

@@ -40,6 +40,7 @@ DEFAULT_INPUT_SHAPES: dict[str, tuple[int, ...]] = {
     "NetworkInNetwork": (32, 32, 3),
     "CapsNet": (28, 28, 1),
     "CapsNetBaseline": (28, 28, 1),
+    "WCTAutoencoder": (32, 32, 3),
     "UNet": (572, 572, 1),
     "SegNet": (360, 480, 3),
     "ConvAutoencoder": (28, 28, 1),
@@ -240,6 +241,7 @@ MODEL_NAMES: tuple[str, ...] = (
     "ResNet1202",
     "CapsNet",
     "CapsNetBaseline",
+    "WCTAutoencoder",
     "WaveNet",
     "WaveNetScorer",
     "UNet",
@@ -331,6 +333,7 @@ Plain56 = _model("Plain56")
 Plain110 = _model("Plain110")
 CapsNet = _model("CapsNet")
 CapsNetBaseline = _model("CapsNetBaseline")
+WCTAutoencoder = _model("WCTAutoencoder")
 WaveNet = _model("WaveNet")
 WaveNetScorer = _model("WaveNetScorer")
 UNet = _model("UNet")

@@ -40,6 +40,13 @@ from cnn_jax.style.transfer import (
     stylize,
     stylize_multiscale,
 )
+from cnn_jax.style.wct import (
+    WCTAutoencoder,
+    WCTDecoder,
+    reconstruction_loss,
+    universal_stylize,
+    wct,
+)
 
 __all__ = [
     "CONTENT_LAYERS",
@@ -48,6 +55,8 @@ __all__ = [
     "STYLE_LAYERS",
     "StyleWeights",
     "VGGFeatures",
+    "WCTAutoencoder",
+    "WCTDecoder",
     "content_loss",
     "deprocess",
     "gram_matrix",
@@ -59,6 +68,7 @@ __all__ = [
     "min_image_size",
     "preprocess",
     "preserve_colour",
+    "reconstruction_loss",
     "save_image",
     "select_params",
     "style_loss",
@@ -66,4 +76,6 @@ __all__ = [
     "stylize_multiscale",
     "total_loss",
     "tv_loss",
+    "universal_stylize",
+    "wct",
 ]

@@ -16,6 +16,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
+from cnn_jax.style import wct as _wct
 from cnn_jax.train import losses_capsule, losses_sequence
 
 __all__ = ["LOSSES", "Loss", "get_loss", "loss_names"]
@@ -37,6 +38,7 @@ class Loss:
 #: Losses by the names ``config.loss`` takes (besides ``cross_entropy``).
 LOSSES: dict[str, Loss] = {
     "capsule_margin": Loss(losses_capsule.capsule_loss, label_to_model=True),
+    "wct_reconstruction": Loss(_wct.reconstruction_loss_fn),
     "wavenet_nll": Loss(losses_sequence.wavenet_loss, label_to_model=True),
 }
 
