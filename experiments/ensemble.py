@@ -6,7 +6,9 @@ Example (the members of a study):
 
 ``--members`` takes workdirs (comma-separated; shell-style patterns are expanded, in
 sorted order) of any ``train_and_evaluate`` runs whose models have the same classes.
-Writes ``ensemble.json`` (every number) and ``ensemble.md`` (a table) into ``--out``.
+Writes ``ensemble.json`` (every number, and the accuracy of the first ``k`` members for
+every ``k``), ``ensemble.md`` (a table) and ``ensemble.png`` (accuracy against the
+ensemble's size) into ``--out``.
 Weighted averaging and stacking are cross-fitted on two halves of the split
 (``cnn_jax.ensemble.evaluate_ensemble``).
 """
@@ -50,6 +52,49 @@ def table(res: dict, title: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def by_size(probs, labels) -> dict:
+    """Accuracy of probability averaging and majority vote over the first ``k`` members."""
+    from cnn_jax import ensemble
+
+    k_classes = probs.shape[-1]
+    out = {"k": [], "probability_average": [], "majority_vote": []}
+    for k in range(1, probs.shape[0] + 1):
+        out["k"].append(k)
+        out["probability_average"].append(
+            ensemble.accuracy(ensemble.average_probabilities(probs[:k]), labels)
+        )
+        votes = probs[:k].argmax(-1)
+        out["majority_vote"].append(
+            ensemble.accuracy(ensemble.majority_vote(votes, k_classes), labels)
+        )
+    return out
+
+
+def plot(res: dict, path: str, title: str) -> None:
+    """Accuracy against the number of members (and each member's own)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(5, 3.5))
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    sizes = res["by_size"]
+    ax.plot(
+        sizes["k"], [100 * a for a in sizes["probability_average"]], "o-", label="prob. average"
+    )
+    ax.plot(sizes["k"], [100 * a for a in sizes["majority_vote"]], "s--", label="majority vote")
+    accs = [100 * a for a in res["members"].values()]
+    ax.plot(range(1, len(accs) + 1), accs, "k.", label="member k alone")
+    ax.set_xlabel("members in the ensemble (first k)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_xticks(sizes["k"])
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+
+
 def main(argv: list[str]) -> None:
     """Loads the members, predicts, evaluates, writes the report."""
     if len(argv) > 1:
@@ -64,12 +109,14 @@ def main(argv: list[str]) -> None:
     probs, labels = ensemble.stack_predictions(members, FLAGS.split)
     res = ensemble.evaluate_ensemble(probs, labels, [m.name for m in members])
     res["workdirs"] = dirs
+    res["by_size"] = by_size(probs, labels)
     os.makedirs(FLAGS.out, exist_ok=True)
     with open(os.path.join(FLAGS.out, "ensemble.json"), "w") as f:
         json.dump(res, f, indent=1)
     text = table(res, FLAGS.title)
     with open(os.path.join(FLAGS.out, "ensemble.md"), "w") as f:
         f.write(text)
+    plot(res, os.path.join(FLAGS.out, "ensemble.png"), FLAGS.title)
     print(text)
 
 

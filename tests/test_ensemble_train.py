@@ -36,6 +36,11 @@ def test_bagging_runlocal_members_and_the_ensemble(tmp_path):
     res = ensemble.evaluate_ensemble(probs, labels, [m.name for m in members])
     text = ensemble_cli.table(res, "t")
     assert "| **majority vote** |" in text and "member member=bag0__seed=0" in text
+    res["by_size"] = ensemble_cli.by_size(probs, labels)
+    assert res["by_size"]["probability_average"][-1] == res["probability_average"]
+    assert res["by_size"]["majority_vote"][0] == res["members"][members[0].name]
+    ensemble_cli.plot(res, str(tmp_path / "e.png"), "t")
+    assert (tmp_path / "e.png").read_bytes()[:4] == b"\x89PNG"
     # Predictions are cached next to the checkpoints.
     assert list((tmp_path / "cells" / members[0].name).glob("predictions_synthetic_test_*.npz"))
     with pytest.raises(ValueError, match=r"config\.json"):
