@@ -16,6 +16,14 @@ filters' transpose. Supported, with the layer names the stack gets (each equal t
 * ``AlexNet`` (torchvision's, without ``norm``): ``features_{k}``, ``conv{i}`` (the
   ReLUs), ``pool{1,2,5}``.
 
+With ImageNet weights (torchvision's files; nothing is downloaded here), e.g.::
+
+    model, variables = cnn_jax.weights.load_torchvision("vgg16", "vgg16.pth")
+    layers = deconv_stack(model, variables)
+    pixels = cnn_jax.viz.project(layers, images, "pool5", channel=12)
+
+with ``images`` preprocessed as the weights expect (torchvision's ImageNet mean/std).
+
 Other models (LeNet-5's tanh and trainable subsampling, local response normalization,
 residual connections) are not conv/ReLU/max-pool stacks: a ``ValueError`` says so.
 """
