@@ -1,0 +1,91 @@
+"""The depth studies of CIFAR-10 (plain/residual/highway/very deep/DenseNet/downsampling).
+
+Each study config builds its paper form and CPU form with valid training configs, and
+its ``runlocal`` form trains and writes the report (table, curves, JSON).
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from cnn_jax.study import cells, load_study, run_study, write_report
+from cnn_jax.train.config import validate_config
+from experiments.configs import resnet_cifar10
+
+STUDIES = {
+    "degradation": ("plain20", "plain56", "resnet20", "resnet56"),
+    "highway": ("plain20", "resnet20", "highway22"),
+    "very_deep": ("resnet110", "preact_resnet164", "preact_resnet1001"),
+    "densenet": ("densenet_bc100", "resnet56", "resnet110"),
+    "downsampling": ("strided conv (All-CNN-C)", "max pool (Model C)"),
+}
+
+
+def _spec(name: str, variant: str | None) -> str:
+    path = f"experiments/configs/study_{name}.py"
+    return f"{path}:{variant}" if variant else path
+
+
+@pytest.mark.parametrize("name", sorted(STUDIES))
+@pytest.mark.parametrize("variant", [None, "cpu"])
+def test_study_configs_are_valid(name, variant):
+    study = load_study(_spec(name, variant))
+    grid = cells(study)
+    labels = [c.labels[0] for c in grid]
+    assert tuple(labels[: len(STUDIES[name])]) == STUDIES[name]
+    for cell in grid:
+        validate_config(cell.config)
+        assert cell.config.dataset == "cifar10"
+    if variant == "cpu" and name != "very_deep":
+        assert {c.config.num_epochs for c in grid} == {resnet_cifar10.CPU_EPOCHS}
+
+
+def test_highway_study_matches_parameter_budgets():
+    import jax
+    import jax.numpy as jnp
+
+    from cnn_jax.models import get_model
+
+    def count(config):
+        model = get_model(config.model, num_classes=10, **dict(config.model_kwargs))
+        shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3))))
+        return sum(x.size for x in jax.tree.leaves(shapes["params"]))
+
+    grid = {c.labels[0]: c.config for c in cells(load_study(_spec("highway", None)))}
+    for plain, resnet, highway in (
+        ("plain20", "resnet20", "highway22"),
+        ("plain56", "resnet56", "highway58"),
+    ):
+        assert count(grid[plain]) == count(grid[resnet])
+        assert abs(count(grid[highway]) / count(grid[resnet]) - 1) < 0.02
+
+
+def test_resnet_cifar10_config_needs_one_model():
+    with pytest.raises(ValueError, match="exactly one model"):
+        resnet_cifar10.get_config("cpu")
+    with pytest.raises(ValueError, match="exactly one model"):
+        resnet_cifar10.get_config("resnet20,resnet56")
+    with pytest.raises(ValueError, match="unknown config variant"):
+        resnet_cifar10.get_config("resnet21")
+    paper = resnet_cifar10.get_config("resnet56")
+    assert (paper.num_epochs, paper.batch_size, paper.optim.milestones) == (164, 128, (82, 123))
+    dense = resnet_cifar10.get_config("densenet_bc100")
+    assert (dense.num_epochs, dense.batch_size, dense.optim.nesterov) == (300, 64, True)
+    assert resnet_cifar10.get_config("resnet110").optim.warmup_epochs == 1.0
+
+
+@pytest.mark.parametrize(
+    "name", ["degradation", pytest.param("downsampling", marks=pytest.mark.slow)]
+)
+def test_study_runlocal_writes_report(name, tmp_path):
+    study = load_study(_spec(name, "runlocal"))
+    assert run_study(study, str(tmp_path))
+    write_report(study, str(tmp_path))
+    table = (tmp_path / "table.md").read_text()
+    for label in STUDIES[name]:
+        assert label in table
+    assert (tmp_path / "curves.png").stat().st_size > 1000
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert len(results["cells"]) == len(STUDIES[name])
