@@ -6,8 +6,8 @@
 * ``losses``: Gram matrices, content, style and total-variation losses.
 * ``transfer``: image optimization with L-BFGS or Adam, coarse-to-fine, colour
   preservation.
-* ``wct``: whitening and colouring transforms and the decoders that invert
-  ``relu1_1`` ... ``relu5_1``.
+* ``wct``: whitening and colouring transforms (``cnn_jax.style.wct.wct``; the
+  submodule keeps the name) and the decoders that invert ``relu1_1`` ... ``relu5_1``.
 * ``images``: reading and writing images.
 """
 
@@ -45,7 +45,6 @@ from cnn_jax.style.wct import (
     WCTDecoder,
     reconstruction_loss,
     universal_stylize,
-    wct,
 )
 
 __all__ = [
@@ -77,5 +76,4 @@ __all__ = [
     "total_loss",
     "tv_loss",
     "universal_stylize",
-    "wct",
 ]
