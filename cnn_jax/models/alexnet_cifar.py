@@ -6,8 +6,8 @@ faster than an equivalent network with tanh neurons". The paper does not list th
 layers; the network here is cuda-convnet's ``layers-80sec.cfg`` (Krizhevsky's own
 four-weight-layer CIFAR-10 example), which is our reading, not the paper's statement:
 a 5x5 convolution to 32 channels, 3x3/2 max pooling, 5x5 to 32, 3x3/2 average pooling,
-5x5 to 64, 3x3/2 average pooling, a linear layer to 10 (pools of ceil mode, 'SAME'
-convolutions: 32 -> 16 -> 8 -> 4). Without local response normalization (the figure's
+5x5 to 64, 3x3/2 average pooling, a linear layer to 10 ('SAME' convolutions; the
+pools give 32 -> 16 -> 8 -> 4, see below). Without local response normalization (the figure's
 run used none of the regularizers): 89,578 parameters
 (2,432 + 25,632 + 51,264 + 10,250).
 
