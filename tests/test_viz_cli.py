@@ -47,3 +47,22 @@ def test_visualize_cli_writes_every_figure(tmp_path):
         timeout=600,
     )
     assert bad.returncode != 0 and "has no config.json" in bad.stderr
+
+
+def test_filters_of_a_model_without_a_deconvnet_stack():
+    """LeNet-5 (tanh, trainable subsampling): the first 4-D kernel on the image channels."""
+    import jax
+    import jax.numpy as jnp
+
+    from cnn_jax.models import LeNet5
+    from experiments.visualize import _conv_kernels
+
+    model = LeNet5()
+    v = model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 1)))
+    assert [k.shape for k in _conv_kernels(model, v, 1)] == [(5, 5, 1, 6), (5, 5, 16, 120)]
+
+
+def test_importing_viz_does_not_import_matplotlib():
+    code = "import sys, cnn_jax.viz; assert 'matplotlib' not in sys.modules"
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, check=True, timeout=300)
