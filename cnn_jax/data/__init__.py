@@ -15,7 +15,15 @@
 * :func:`safe_extract`: unpacking archives without path traversal or links.
 """
 
-from cnn_jax.data import augmentations, multimnist, preprocess, text, whitening
+from cnn_jax.data import (
+    augmentations,
+    digit_segmentation,
+    multimnist,
+    preprocess,
+    segmentation_tfds,
+    text,
+    whitening,
+)
 from cnn_jax.data.archive import UnsafeArchiveError, iter_archive_files, safe_extract
 from cnn_jax.data.augmentations import (
     augment,
@@ -53,6 +61,8 @@ from cnn_jax.data.preprocess import (
 
 multimnist.register()  # the generated data sets: multimnist, affnist_like
 whitening.register()  # the augmentation pca_colour_noise
+digit_segmentation.register()  # the generated digit_segmentation
+segmentation_tfds.register()  # tfds segmentation sets: oxford_iiit_pet_seg
 
 __all__ = [
     "CACHE_DIR_ENV",
@@ -70,6 +80,7 @@ __all__ = [
     "channel_std",
     "data_sharding",
     "dataset_names",
+    "digit_segmentation",
     "get_augmentation",
     "get_dataset_info",
     "input_pipeline",
@@ -86,6 +97,7 @@ __all__ = [
     "resolve_cache_dir",
     "resolve_data_dir",
     "safe_extract",
+    "segmentation_tfds",
     "standardize",
     "subtract_mean",
     "text",

@@ -81,8 +81,15 @@ def tfds_arrays(
     """A data set's arrays from tfds: ``(splits, extras)`` as the local readers give.
 
     Image data sets are read split by split (``splits`` holds ``split`` only); FSDD and
-    MR are one tfds split that is cut into train and test as the local copies are.
+    MR are one tfds split that is cut into train and test as the local copies are;
+    segmentation sets go through ``cnn_jax.data.segmentation_tfds``.
     """
+    from cnn_jax.data import segmentation_tfds
+
+    if segmentation_tfds.is_registered(info.name):
+        return segmentation_tfds.tfds_segmentation_arrays(
+            info, lambda s: _tfds_records(info, s, data_dir, tfds_data_dir), opts, split
+        )
     if info.name in ("mnist", "cifar10"):
         records = _tfds_records(info, split, data_dir, tfds_data_dir)
         arrays = {

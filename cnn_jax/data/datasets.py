@@ -106,11 +106,17 @@ def _check_labels(info: DatasetInfo, split: str, arrays: Arrays) -> Arrays:
     where = f"data set {info.name!r}, split {split!r}"
     if labels.dtype.kind not in "iu":
         raise ValueError(f"{where}: labels must be integers, got dtype {labels.dtype}")
-    bad = np.flatnonzero((labels < 0) | (labels >= info.num_classes))
-    if bad.size:
+    # Dense labels (segmentation) may hold the data set's ignore label.
+    ignore = info.options.get("ignore_label")
+    out = (labels < 0) | (labels >= info.num_classes)
+    if ignore is not None:
+        out &= labels != ignore
+    bad = np.flatnonzero(out.reshape(len(labels), -1).any(axis=1)) if labels.ndim else []
+    if len(bad):
         i = int(bad[0])
+        value = int(labels[i][out[i]].flat[0]) if labels.ndim > 1 else int(labels[i])
         raise ValueError(
-            f"{where}: label {int(labels[i])} (example {i}; {bad.size} label(s) in all) is "
+            f"{where}: label {value} (example {i}; {len(bad)} example(s) in all) is "
             f"outside [0, {info.num_classes}), num_classes={info.num_classes}"
         )
     return arrays

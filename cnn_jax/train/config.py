@@ -92,6 +92,7 @@ def default_config() -> ConfigDict:
         )
     )
     c.loss = "cross_entropy"  # or a cnn_jax.train.losses name (capsule_margin)
+    c.loss_options = ConfigDict()  # keywords of a named loss (e.g. ignore_label, class_weights)
     c.label_smoothing = 0.0  # mass spread uniformly over the classes
     c.aux_loss_weight = 0.0  # weight of every auxiliary classifier's loss (GoogLeNet: 0.3)
     # Transfer learning (cnn_jax.train.transfer, cnn_jax.weights).
@@ -168,7 +169,7 @@ def _check_ranges(config: Any) -> None:
 #: Keys every config must have.
 REQUIRED = ("model", "dataset", "batch_size", "optim", "seed")
 #: Blocks whose content is the model's or the data set's, not the loop's.
-FREE_FORM = frozenset({"model_kwargs", "dataset_options"})
+FREE_FORM = frozenset({"model_kwargs", "dataset_options", "loss_options"})
 _DEFAULTS = default_config()
 #: Every top-level key the loop and the input pipeline read.
 KNOWN_KEYS = frozenset(_DEFAULTS.keys())

@@ -58,6 +58,7 @@ from cnn_jax.train import build, steps
 from cnn_jax.train.checkpoint import Checkpointer
 from cnn_jax.train.config import KNOWN_KEYS, REQUIRED, validate_config
 from cnn_jax.train.divergence import TrainingDivergedError, check_finite, check_params_finite
+from cnn_jax.train.losses import get_loss
 from cnn_jax.train.metrics import MetricWriter, Progress
 from cnn_jax.train.parallel import Parallel, Preemption, agreed
 from cnn_jax.train.plateau import PlateauOptions, plateau_options, update_plateau
@@ -132,6 +133,7 @@ class _Run:
     writer: MetricWriter
     p_train: Any
     p_eval: Any
+    summarize: Any  # the loss's summarize hook for its extra evaluation sums, or None
     plateau: PlateauOptions | None
     pending: list[tuple[int, dict[str, Any]]]  # restored metrics not yet logged
 
@@ -144,6 +146,13 @@ def _pipeline(config: ConfigDict, split: str, process: tuple[int, int]) -> Any:
     return data_lib.input_pipeline(
         config, split, rng_seed=int(config.seed), process_index=process[0], process_count=process[1]
     )
+
+
+def _loss_options(config: ConfigDict) -> dict[str, Any]:
+    """``config.loss_options`` as plain keywords (lists as tuples, so they hash)."""
+    options = config.get("loss_options") or {}
+    options = options.to_dict() if hasattr(options, "to_dict") else dict(options)
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in options.items()}
 
 
 def _set_up(config: ConfigDict, workdir: str) -> _Run:
@@ -180,6 +189,7 @@ def _set_up(config: ConfigDict, workdir: str) -> _Run:
             aux_loss_weight=float(config.get("aux_loss_weight", 0.0) or 0.0),
             frozen=tuple(config.get("freeze", ()) or ()),
             loss=config.get("loss", "cross_entropy"),
+            loss_options=_loss_options(config),
         )
         run = _Run(
             config=config,
@@ -201,8 +211,13 @@ def _set_up(config: ConfigDict, workdir: str) -> _Run:
             writer=writer,
             p_train=par.compile_train(train_fn),
             p_eval=par.compile_eval(
-                functools.partial(steps.eval_step, loss=config.get("loss", "cross_entropy"))
+                functools.partial(
+                    steps.eval_step,
+                    loss=config.get("loss", "cross_entropy"),
+                    loss_options=_loss_options(config),
+                )
             ),
+            summarize=getattr(get_loss(config.get("loss", "cross_entropy")), "summarize", None),
             plateau=plateau,
             pending=pending,
         )
@@ -255,7 +270,7 @@ class _Loop:
         run = self.run
         if self.step >= run.num_steps:  # a finished workdir run again: its final evaluation
             self.test_metrics = _evaluate(
-                run.p_eval, self.state, run.eval_iter, run.input_key, run.par
+                run.p_eval, self.state, run.eval_iter, run.input_key, run.par, run.summarize
             )
         run.train_iter.step = self.step
         run.train_iter.num_steps = None  # the loop counts the steps
@@ -317,7 +332,9 @@ class _Loop:
         """One pass over the test split, then reduce-on-plateau; not counted as training."""
         run = self.run
         t_eval = time.perf_counter()
-        self.test_metrics = _evaluate(run.p_eval, self.state, run.eval_iter, run.input_key, run.par)
+        self.test_metrics = _evaluate(
+            run.p_eval, self.state, run.eval_iter, run.input_key, run.par, run.summarize
+        )
         run.writer.write(self.step, "test", self.test_metrics)
         if run.lead:
             self.progress.end_line()
@@ -329,6 +346,13 @@ class _Loop:
                 100 * m["accuracy"],
                 100 * m["top5_accuracy"],
             )
+            if "miou" in m:
+                logging.info(
+                    "step %d: mIoU %.2f%%, pixel accuracy %.2f%%",
+                    self.step,
+                    100 * m["miou"],
+                    100 * m["pixel_accuracy"],
+                )
         if run.plateau is not None:
             self._reduce_on_plateau()
         self.t_window += time.perf_counter() - t_eval
@@ -367,22 +391,37 @@ class _Loop:
 
 
 def _evaluate(
-    p_eval: Any, state: TrainState, eval_iter: Any, input_key: str, par: Parallel
+    p_eval: Any,
+    state: TrainState,
+    eval_iter: Any,
+    input_key: str,
+    par: Parallel,
+    summarize: Any = None,
 ) -> dict[str, float]:
-    """One pass over the test split; sums stay on the device until the end."""
+    """One pass over the test split; sums stay on the device until the end.
+
+    The loss's extra sums (``Loss.eval_sums``, e.g. a confusion matrix) are summed like
+    the others and turned into metrics by ``summarize``.
+    """
     eval_iter.step = 0
     totals = None
     for batch in eval_iter:
         out = p_eval(state, par.batch(build.model_inputs(batch, input_key)))
         totals = out if totals is None else jax.tree.map(jnp.add, totals, out)
-    totals = {k: float(v) for k, v in par.host(totals).items()}
+    host = par.host(totals)
+    basic = ("loss", "top1", "top5", "count")
+    totals = {k: float(host[k]) for k in basic}
     count = max(totals["count"], 1.0)
-    return {
+    metrics = {
         "loss": totals["loss"] / count,
         "accuracy": totals["top1"] / count,
         "top5_accuracy": totals["top5"] / count,
         "count": totals["count"],
     }
+    extra = {k: np.asarray(v) for k, v in host.items() if k not in basic}
+    if extra and summarize is not None:
+        metrics.update(summarize(extra))
+    return metrics
 
 
 def _finish(run: _Run, loop: _Loop) -> dict[str, Any]:

@@ -8,16 +8,27 @@ augmentation, ``label``) and returns per-example ``(losses, correct)``; the trai
 step takes their means, the evaluation step their sums over the real examples. With
 ``label_to_model`` the steps call the model with ``label=batch['label']`` in training
 (e.g. CapsNet's decoder reads the true class's capsule); evaluation never passes it.
+``config.loss_options`` (a dict) is passed to ``fn`` (and ``eval_sums``) as keywords.
+
+Evaluation-metrics hook: a loss with ``eval_sums(outputs, features, batch, mask,
+**options)`` adds arrays of its own (e.g. a segmentation confusion matrix) to the
+evaluation step's sums; they must be sums over the real (``mask``) examples, so that
+adding them over batches and devices (``psum`` under ``pmap``, the global batch under
+``jit``) gives the set's total. After the pass, ``summarize(totals)`` turns the totals
+of those keys into the reported float metrics (e.g. ``miou``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from typing import Any
 
-from cnn_jax.style import wct as _wct
-from cnn_jax.train import losses_capsule, losses_sequence
+# By module path: the package attribute ``cnn_jax.style.wct`` is the function wct.
+from cnn_jax.style.wct import reconstruction_loss_fn as _wct_reconstruction_loss
+from cnn_jax.train import losses_capsule, losses_dense, losses_sequence
+from cnn_jax.train.metrics_dense import segmentation_scores
 
 __all__ = ["LOSSES", "Loss", "get_loss", "loss_names"]
 
@@ -29,17 +40,39 @@ class Loss:
     Attributes:
       fn: ``(outputs, features, batch) -> (losses, correct)``, both ``(N,)``.
       label_to_model: pass ``label=batch['label']`` to the model in training.
+      eval_sums: optional ``(outputs, features, batch, mask, **options) -> dict`` of
+        extra evaluation sums (see the module docstring).
+      summarize: ``totals -> dict[str, float]``: the reported metrics from the summed
+        ``eval_sums`` (required with ``eval_sums``).
     """
 
     fn: Callable[..., tuple[Any, Any]]
     label_to_model: bool = False
+    eval_sums: Callable[..., dict[str, Any]] | None = None
+    summarize: Callable[[dict[str, Any]], dict[str, float]] | None = None
+
+
+def _confusion_scores(totals: dict[str, Any]) -> dict[str, float]:
+    return segmentation_scores(totals["confusion"])
+
+
+def _dense(kind: str) -> Loss:
+    return Loss(
+        functools.partial(losses_dense.pixel_loss, kind=kind),
+        eval_sums=losses_dense.dense_confusion,
+        summarize=_confusion_scores,
+    )
 
 
 #: Losses by the names ``config.loss`` takes (besides ``cross_entropy``).
 LOSSES: dict[str, Loss] = {
     "capsule_margin": Loss(losses_capsule.capsule_loss, label_to_model=True),
-    "wct_reconstruction": Loss(_wct.reconstruction_loss_fn),
+    "wct_reconstruction": Loss(_wct_reconstruction_loss),
     "wavenet_nll": Loss(losses_sequence.wavenet_loss, label_to_model=True),
+    "pixel_cross_entropy": _dense("cross_entropy"),
+    "dice": _dense("dice"),
+    "pixel_cross_entropy_dice": _dense("cross_entropy_dice"),
+    "reconstruction_mse": Loss(losses_dense.reconstruction_mse),
 }
 
 

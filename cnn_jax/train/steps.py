@@ -73,6 +73,7 @@ def train_step(
     aux_loss_weight: float = 0.0,
     frozen: tuple[str, ...] = (),
     loss: str = "cross_entropy",
+    loss_options: dict[str, Any] | None = None,
 ) -> tuple[TrainState, dict[str, Array]]:
     """One optimizer step on a batch.
 
@@ -102,6 +103,8 @@ def train_step(
       loss: ``cross_entropy`` or a ``cnn_jax.train.losses`` name (``config.loss``); the
         others replace the cross-entropy (label smoothing and auxiliary heads apply to
         ``cross_entropy`` only) and give the accuracy.
+      loss_options: keywords for the named loss's ``fn`` (``config.loss_options``, e.g.
+        ``ignore_label`` and ``class_weights`` of the segmentation losses).
 
     Returns:
       ``(new_state, metrics)`` with metrics ``loss``, ``accuracy``, ``grad_norm``,
@@ -133,7 +136,9 @@ def train_step(
             )
         (logits, features), updates = out
         if custom is not None:
-            losses, correct = custom.fn(logits, features, {**batch, "image": images})
+            losses, correct = custom.fn(
+                logits, features, {**batch, "image": images}, **(loss_options or {})
+            )
             return jnp.mean(losses), (jnp.mean(losses), jnp.mean(correct), updates)
         main = jnp.mean(cross_entropy(logits, batch["label"], label_smoothing))
         loss = main
@@ -177,6 +182,7 @@ def eval_step(
     *,
     axis_name: str | None = None,
     loss: str = "cross_entropy",
+    loss_options: dict[str, Any] | None = None,
 ) -> dict[str, Array]:
     """Sums of loss and top-1/top-5 hits over the real (``mask``ed) examples of a batch.
 
@@ -186,10 +192,13 @@ def eval_step(
         the padding that completes the last batch).
       axis_name: the ``pmap`` axis, or None.
       loss: as in ``train_step``; with another loss than ``cross_entropy``, ``top1``
-        counts its ``correct`` examples, and so does ``top5`` for multi-hot labels.
+        counts its ``correct`` examples, and so does ``top5`` for multi-hot labels
+        (and for dense labels, ``(N, H, W)``).
+      loss_options: as in ``train_step``.
 
     Returns:
-      Sums ``loss``, ``top1``, ``top5`` and the ``count`` of real examples.
+      Sums ``loss``, ``top1``, ``top5`` and the ``count`` of real examples, plus the
+      named loss's ``eval_sums`` (e.g. a confusion matrix; ``cnn_jax.train.losses``).
     """
     images = as_float_images(batch["image"])
     logits, features = state.apply_fn(state.variables(), images, train=False)
@@ -200,7 +209,9 @@ def eval_step(
         losses = cross_entropy(logits, batch["label"])
         top1 = _topk_correct(logits, batch["label"], 1)
     else:
-        losses, top1 = custom.fn(logits, features, {**batch, "image": images})
+        losses, top1 = custom.fn(
+            logits, features, {**batch, "image": images}, **(loss_options or {})
+        )
     multi_hot = batch["label"].ndim > 1
     top5 = top1 if multi_hot else _topk_correct(logits, batch["label"], 5)
     out = {
@@ -209,6 +220,12 @@ def eval_step(
         "top5": jnp.sum(top5 * mask),
         "count": jnp.sum(mask),
     }
+    if custom is not None and custom.eval_sums is not None:
+        out.update(
+            custom.eval_sums(
+                logits, features, {**batch, "image": images}, mask, **(loss_options or {})
+            )
+        )
     if axis_name is not None:
         out = lax.psum(out, axis_name)
     return out
