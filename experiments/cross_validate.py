@@ -127,8 +127,9 @@ def cross_validate(
       train: the training function (default ``cnn_jax.train.train_and_evaluate``).
 
     Returns:
-      One row per fold: ``fold``, ``test_accuracy``, ``test_loss``, ``steps``,
-      ``train_seconds``, ``wall_seconds``.
+      One row per finished fold: ``fold``, ``test_accuracy``, ``test_loss``, ``steps``,
+      ``train_seconds``, ``wall_seconds``. A fold whose run is interrupted (SIGTERM:
+      the loop checkpoints and returns) ends the cross-validation; rerunning resumes it.
 
     Raises:
       ValueError: if the data set has no ``fold`` option, or a static mode lacks
@@ -157,6 +158,9 @@ def cross_validate(
             c.model_kwargs.embeddings = fold_embeddings(c, fold, vectors, fold_dir)
         start = time.perf_counter()
         summary = train(c, os.fspath(fold_dir))
+        if summary.get("preempted"):
+            logging.warning("fold %d was interrupted; rerun to resume it", fold)
+            break
         rows.append(
             {
                 "fold": fold,

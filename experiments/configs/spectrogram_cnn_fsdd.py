@@ -16,8 +16,10 @@ same 40-band log-mel front end, read as a 98x40 one-channel image; three blocks 
 pooling, global average pooling, dropout 0.3, a linear output. Training: as
 ``tdnn_fsdd`` (Adam 1e-3, cosine decay, batch 32, 12 epochs).
 
-Measured (``docs/RESULTS.md``, "Speech: TDNN vs 2-D CNN on FSDD"): see the ledger entry
-``spectrogram_cnn_fsdd``.
+Measured (``docs/RESULTS.md``, "Speech: TDNN vs 2-D CNN on FSDD"; ledger entry
+``spectrogram_cnn_fsdd``): 62.6% on the held-out speaker (93.6% on the training
+speakers), 72,666 parameters; a training step takes 11x the TDNN's
+(``benchmarks/speech_models_cpu.py``).
 """
 
 from experiments.configs.common import base_config, parse_variants, runlocal

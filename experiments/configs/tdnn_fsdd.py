@@ -23,8 +23,9 @@ frames apart (ReLU, batch norm), dropout 0.3, an output layer of 10 units seeing
 frame, averaged over time (an output frame sees 15 input frames, 150 ms, as in the
 paper). Training: Adam 1e-3 with cosine decay, batch 32, 12 epochs.
 
-Measured (``docs/RESULTS.md``, "Speech: TDNN vs 2-D CNN on FSDD"): see the ledger entry
-``tdnn_fsdd``.
+Measured (``docs/RESULTS.md``, "Speech: TDNN vs 2-D CNN on FSDD"; ledger entry
+``tdnn_fsdd``): 86.8% on the held-out speaker, 76,042 parameters, 68 s of training on
+the shared 2-core CPU.
 """
 
 from experiments.configs.common import base_config, parse_variants, runlocal
