@@ -87,18 +87,33 @@ def test_textcnn_runlocal_trains_and_the_loss_falls(tmp_path):
 def test_cross_validate_runs_the_loop_per_fold(tmp_path):
     c = dilated_textcnn_mr.get_config("runlocal")
     c.num_train_steps = 4
-    rows = cross_validate.cross_validate(c, tmp_path, [2, 7])
-    assert [r["fold"] for r in rows] == [2, 7]
+    rows = cross_validate.cross_validate(c, tmp_path, [7])
+    assert [r["fold"] for r in rows] == [7] and rows[0]["steps"] == 4
     assert (tmp_path / "fold_7" / "metrics.jsonl").exists()
-    table = (tmp_path / "cv_results.md").read_text()
-    assert "| 2 |" in table and "| mean of 2 |" in table
-    blob = json.loads((tmp_path / "cv_results.json").read_text())
-    acc = [r["test_accuracy"] for r in rows]
-    assert blob["mean_test_accuracy"] == pytest.approx(np.mean(acc))
-    assert blob["std_test_accuracy"] == pytest.approx(np.std(acc, ddof=1))
+    assert "| 7 |" in (tmp_path / "cv_results.md").read_text()
     static = textcnn_mr.get_config("runlocal,static")
     with pytest.raises(ValueError, match=r"`config.model_kwargs.mode` \(='static'\) needs word"):
         cross_validate.cross_validate(static, tmp_path, [0])
+
+
+def test_cross_validate_table_and_interruption(tmp_path):
+    c = textcnn_mr.get_config("runlocal")
+    accuracy = {2: 0.75, 5: 0.8, 7: 0.7}
+    seen = []
+
+    def fake_train(config, workdir):
+        fold = config.dataset_options.fold
+        seen.append((fold, workdir))
+        return {"test_accuracy": accuracy[fold], "test_loss": 0.5, "steps": 3,
+                "train_seconds": 1.0, "preempted": fold == 7}  # fmt: skip
+
+    rows = cross_validate.cross_validate(c, tmp_path, [2, 5, 7, 9], train=fake_train)
+    assert [f for f, _ in seen] == [2, 5, 7] and seen[0][1].endswith("fold_2")
+    assert [r["fold"] for r in rows] == [2, 5]  # fold 7 was interrupted: stop there
+    blob = json.loads((tmp_path / "cv_results.json").read_text())
+    assert blob["mean_test_accuracy"] == pytest.approx(0.775)
+    assert blob["std_test_accuracy"] == pytest.approx(np.std([0.75, 0.8], ddof=1))
+    assert "| mean of 2 | 77.50% (std 3.54)" in (tmp_path / "cv_results.md").read_text()
 
 
 def test_parse_folds():
