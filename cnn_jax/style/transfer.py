@@ -19,6 +19,7 @@ result upsampled); :func:`preserve_colour` does luminance-only transfer (Gatys e
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import itertools
 from collections.abc import Callable, Mapping, Sequence
@@ -107,10 +108,13 @@ def _features(params, x, *, model, preprocessing):
 
 
 @functools.partial(jax.jit, static_argnames=("model", "weights", "preprocessing", "tx", "n"))
-def _run(params, x, opt_state, content_t, style_g, *, model, weights, preprocessing, tx, n):
+def _run(params, x, opt_state, content_t, style_g, coef, *, model, weights, preprocessing, tx, n):
+    # the layers are static, the loss weights (alpha, beta, tv) traced: one compilation
+    # serves every weighting
     def loss_fn(img: Array) -> Array:
         feats = model.apply({"params": params}, preprocess(img[None], preprocessing))
-        return total_loss(feats, img[None], content_t, style_g, weights)[0][0]
+        _, parts = total_loss(feats, img[None], content_t, style_g, weights)
+        return (coef[0] * parts["content"] + coef[1] * parts["style"] + coef[2] * parts["tv"])[0]
 
     # L-BFGS' line search leaves the value and gradient at the new point in its state.
     lbfgs = hasattr(opt_state, "__len__") and any(
@@ -205,6 +209,8 @@ def stylize(
         if x.shape != content.shape:
             raise ValueError(f"`init` {x.shape} must have the content's shape {content.shape}")
     state = tx.init(x)
+    coef = jnp.asarray([weights.alpha, weights.beta, weights.tv_weight], jnp.float32)
+    unit = dataclasses.replace(weights, alpha=1.0, beta=1.0, tv_weight=float(weights.tv_weight > 0))
     losses: list[np.ndarray] = []
     done = 0
     while done < steps:
@@ -215,8 +221,9 @@ def stylize(
             state,
             content_t,
             style_g,
+            coef,
             model=model,
-            weights=weights,
+            weights=unit,
             preprocessing=preprocessing,
             tx=tx,
             n=n,
