@@ -229,40 +229,26 @@ def _deconv_figure(
 ) -> str:
     """Top-k receptive-field patches and their deconvnet projections, per channel."""
     import jax
-    import jax.numpy as jnp
 
-    from cnn_jax.viz import analysis, deconvnet, plots, stacks
+    from cnn_jax.viz import deconvnet, plots, top_projections
 
     layer = [lyr.name for lyr in stack if isinstance(lyr, deconvnet.MaxPool)][-1]
     act_fn = jax.jit(lambda xx: deconvnet.forward(stack, xx, upto=layer).outputs[-1])
-    mean = np.mean(
+    strength = np.mean(
         [
             np.asarray(act_fn(x[i : i + 500])).max(axis=(1, 2)).mean(0)
             for i in range(0, len(x), 500)
         ],
         axis=0,
     )
-    chans = [int(c) for c in np.argsort(-mean)[:channels]]
-    top = analysis.top_activations(act_fn, x, chans, k=k, batch_size=500)
-    project = jax.jit(lambda xx, sig: deconvnet.project(stack, xx, layer, signal=sig))
+    chans = [int(c) for c in np.argsort(-strength)[:channels]]
+    tp = top_projections(stack, x, layer, chans, k=k, batch_size=500)
     rows: dict[str, list[np.ndarray]] = {}
-    for ci, ch in enumerate(chans):
-        patches, recs = [], []
-        for img, r, c, _ in top[ci]:
-            img, r, c = int(img), int(r), int(c)
-            xi = jnp.asarray(x[img : img + 1])
-            out = act_fn(xi)
-            sig = jnp.zeros(out.shape).at[0, r, c, ch].set(out[0, r, c, ch])
-            rec = np.asarray(project(xi, sig))[0]
-            box = stacks.receptive_box(stack, layer, r, c, x.shape[1:3])
-            patches.append(analysis.crop(x[img], box, float(x.min())))
-            recs.append(analysis.crop(rec, box, 0.0))
-        rows[f"ch {ch} patches"] = patches
-        rows[f"ch {ch} deconv"] = recs
-    fig = plots.image_rows(
-        rows, None, f"{name}: top-{k} activations of {layer} channels (Zeiler & Fergus fig. 2)"
-    )
-    return plots.save(fig, path)
+    for ci, ch in enumerate(tp.channels):
+        rows[f"ch {ch} patches"] = list(tp.patches[ci])
+        rows[f"ch {ch} deconv"] = list(tp.projections[ci])
+    title = f"{name}: top-{k} activations of {layer} channels (Zeiler & Fergus fig. 2)"
+    return plots.save(plots.image_rows(rows, None, title), path)
 
 
 def main(argv: list[str]) -> None:

@@ -13,12 +13,14 @@ from cnn_jax.viz import (
     Conv,
     MaxPool,
     ReLU,
+    crop,
     deconv_stack,
     forward,
     project,
     receptive_box,
     select,
     tap,
+    top_projections,
 )
 
 
@@ -218,3 +220,31 @@ def test_errors_name_the_argument():
     tanh_vgg = VGG11(num_classes=10, act=nn.tanh)
     with pytest.raises(ValueError, match="needs ReLU"):
         deconv_stack(tanh_vgg, {"params": {}})
+
+
+def test_top_projections_patches_boxes_and_projections(rng):
+    """Each entry: the k-th strongest unit, its image cut to its field, and the
+    projection of that one activation, which lies entirely inside the field."""
+    w1 = jnp.asarray(rng.normal(size=(3, 3, 1, 4)), jnp.float32)
+    w2 = jnp.asarray(rng.normal(size=(3, 3, 4, 3)), jnp.float32)
+    layers = [Conv("c1", w1, None, 1, 1), ReLU("r1"), MaxPool("p1", 2)]
+    layers += [Conv("c2", w2, None, 1, "VALID"), ReLU("r2"), MaxPool("p2", 2)]
+    images = rng.normal(size=(5, 12, 12, 1)).astype(np.float32)
+    tp = top_projections(layers, images, "p2", [2, 0], k=3, batch_size=2)
+    acts = np.asarray(forward(layers, images)["p2"])
+    for ci, ch in enumerate([2, 0]):
+        values = np.sort(acts[..., ch].ravel())[::-1][:3]
+        np.testing.assert_allclose(tp.top[ci, :, 3], values, rtol=1e-6)
+        for j in range(3):
+            img, r, c = tp.top[ci, j, :3].astype(int)
+            box = tuple(tp.boxes[ci, j])
+            assert box == receptive_box(layers, "p2", r, c, (12, 12))
+            assert box[2:] == (10, 10)  # 3, pool 2 -> 4, 3 -> 8, pool 2 -> 10
+            np.testing.assert_array_equal(tp.patches[ci, j], crop(images[img], box, images.min()))
+            out = forward(layers, images[img : img + 1])["p2"]
+            sig = jnp.zeros(out.shape).at[0, r, c, ch].set(out[0, r, c, ch])
+            full = np.asarray(project(layers, images[img : img + 1], "p2", signal=sig))[0]
+            np.testing.assert_allclose(tp.projections[ci, j], crop(full, box), rtol=1e-5, atol=1e-6)
+            assert np.abs(tp.projections[ci, j]).sum() == pytest.approx(
+                np.abs(full).sum(), rel=1e-5
+            )

@@ -12,11 +12,13 @@ from cnn_jax.viz.analysis import confusion_matrix, crop, read_metrics, top_activ
 from cnn_jax.viz.attribution import occlusion, occlusion_positions, saliency
 from cnn_jax.viz.deconvnet import Conv, MaxPool, ReLU, Trace, backward, forward, project, select
 from cnn_jax.viz.stacks import deconv_stack, receptive_box
+from cnn_jax.viz.topk import TopProjections, top_projections
 
 __all__ = [
     "Conv",
     "MaxPool",
     "ReLU",
+    "TopProjections",
     "Trace",
     "backward",
     "confusion_matrix",
@@ -34,4 +36,5 @@ __all__ = [
     "tap",
     "tap_names",
     "top_activations",
+    "top_projections",
 ]
