@@ -106,7 +106,7 @@ def test_whole_map_projection_and_explicit_signal(rng):
 
 def test_select_keeps_the_first_maximum_of_one_map():
     a = jnp.zeros((1, 2, 2, 2)).at[0, 0, 1, 0].set(3.0).at[0, 1, 0, 0].set(3.0)
-    s = np.asarray(select(a.at[0, 1, 1, 1].set(9.0), 0))
+    s = np.asarray(select(a.at[0, 1, 1, 1].set(9.0), np.int64(0)))
     assert s[0, 0, 1, 0] == 3.0 and np.count_nonzero(s) == 1
 
 

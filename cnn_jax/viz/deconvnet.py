@@ -32,6 +32,7 @@ from typing import Any, Literal
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 from jax import lax
 
@@ -218,7 +219,11 @@ def select(activation: Array, channel: int, keep: Keep = "max") -> Array:
       ValueError: for a ``channel`` out of range or an unknown ``keep``.
     """
     c = activation.shape[-1]
-    if not isinstance(channel, int) or isinstance(channel, bool) or not 0 <= channel < c:
+    if (
+        not isinstance(channel, (int, np.integer))
+        or isinstance(channel, bool)
+        or not 0 <= channel < c
+    ):
         raise ValueError(f"`channel` (={channel!r}) must be an int in [0, {c})")
     if keep not in ("max", "map"):
         raise ValueError(f"`keep` (={keep!r}) must be 'max' or 'map'")
