@@ -122,3 +122,24 @@ def test_parse_folds():
     for bad in ("10", "1,1", "a"):
         with pytest.raises(ValueError, match=r"`--folds`"):
             cross_validate.parse_folds(bad, 10)
+
+
+@needs_mr
+def test_static_embeddings_from_a_vectors_file_through_cross_validate(tmp_path):
+    from cnn_jax.data import embeddings
+
+    vocab = data.load_vocabulary("mr", fold=3)
+    words = vocab[2:40]  # a few frequent words get vectors; the rest stay random
+    path = tmp_path / "vectors.txt"
+    rng = np.random.default_rng(0)
+    lines = [f"{w} " + " ".join(f"{v:.4f}" for v in rng.standard_normal(16)) for w in words]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    vectors = embeddings.load_word_vectors(path)
+    c = textcnn_mr.get_config("runlocal,static")
+    c.num_train_steps = 3
+    rows = cross_validate.cross_validate(c, tmp_path / "cv", [3], vectors=vectors)
+    matrix = np.load(tmp_path / "cv" / "fold_3" / "embeddings.npy")
+    assert matrix.shape == (textcnn_mr.MR_VOCAB_SIZE, 16)
+    np.testing.assert_array_equal(matrix[2:40], vectors[1])
+    np.testing.assert_array_equal(matrix[0], 0.0)
+    assert rows[0]["steps"] == 3
