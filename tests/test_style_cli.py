@@ -102,3 +102,18 @@ def test_cli_clear_errors(files, tmp_path, capsys):
     with pytest.raises(SystemExit):
         style_transfer.main(deep)
     assert "too small for the layers" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_benchmark_runs_and_both_frameworks_lower_the_loss(tmp_path):
+    """``benchmarks.style_transfer_cpu`` at 16x16, 3 iterations (slow: compiles VGG-19)."""
+    import json
+
+    from benchmarks import style_transfer_cpu
+
+    torch_oracle.torch()
+    out = tmp_path / "r.json"
+    style_transfer_cpu.main(["--size=16", "--iters=3", f"--json={out}"])
+    result = json.loads(out.read_text())
+    assert result["size"] == 16 and result["ratio_cnn_jax_over_pytorch"] > 0
+    assert all(np.isfinite(v) for v in result["final_loss"].values())
