@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging as std_logging
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -34,6 +35,17 @@ flags.DEFINE_string("folds", None, "Comma-separated folds to run (default: every
 flags.DEFINE_string("vectors", None, "Word vectors (word2vec .bin/.txt, GloVe) for static modes.")
 flags.DEFINE_string("vectors_format", "auto", "Format of --vectors (cnn_jax.data.embeddings).")
 flags.mark_flags_as_required(["config", "workdir"])
+
+
+_ROOT = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
+_OWN_CODE = tuple(os.path.join(_ROOT, d) + os.sep for d in ("cnn_jax", "experiments"))
+
+
+def _own_info_only(record: std_logging.LogRecord) -> bool:
+    """Warnings and errors, and INFO lines of cnn_jax and experiments (not orbax's)."""
+    return record.levelno >= std_logging.WARNING or os.path.realpath(record.pathname).startswith(
+        _OWN_CODE
+    )
 
 
 def parse_folds(text: str | None, num_folds: int) -> list[int]:
@@ -184,6 +196,8 @@ def main(argv: list[str]) -> None:
     from cnn_jax.data.datasets import MR_NUM_FOLDS
 
     cnn_jax.apply_xla_cpu_defaults()
+    if not FLAGS["verbosity"].present:  # the loop's INFO lines, not orbax's
+        logging.get_absl_handler().addFilter(_own_info_only)
     config = FLAGS.config
     folds = parse_folds(FLAGS.folds, MR_NUM_FOLDS)
     vectors = None
