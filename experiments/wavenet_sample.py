@@ -112,7 +112,7 @@ def write_samples(config: Any, workdir: str, seconds: float = 1.0, seed: int = 0
     from cnn_jax.models.wavenet_generate import generate
 
     model, params, test = _load(config, workdir)
-    k = max(model.num_classes, 1)
+    k = model.num_classes or 1
     t = round(seconds * SAMPLE_RATE)
     label = jnp.arange(k, dtype=jnp.int32) if model.num_classes else None
     variables = {"params": params}

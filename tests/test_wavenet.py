@@ -181,7 +181,8 @@ def test_bad_inputs_raise_naming_them():
         loc.init(jax.random.key(0), ok, local=jnp.zeros((2, 5)))
     with pytest.raises(ValueError, match=r"`dilations` \(=\(1, 0\)\)"):
         WaveNet(dilations=(1, 0))
-    with pytest.raises(ValueError, match=r"`num_classes` \(=-1\)"):
-        WaveNet(num_classes=-1)
+    for bad in (-1, 0):
+        with pytest.raises(ValueError, match=rf"`num_classes` \(={bad}\)"):
+            WaveNet(num_classes=bad)
     with pytest.raises(ValueError, match=r"`quantization` \(=1\)"):
         WaveNet(quantization=1)

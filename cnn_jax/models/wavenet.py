@@ -118,7 +118,7 @@ def wavenet_num_params(
     skip_channels: int = 128,
     kernel_size: int = 2,
     input_kernel_size: int = 2,
-    num_classes: int = 0,
+    num_classes: int | None = None,
     local_channels: int = 0,
 ) -> int:
     """The parameter count of a :class:`WaveNet` (the module docstring's formula)."""
@@ -130,7 +130,7 @@ def wavenet_num_params(
         kernel_size,
         len(dilations),
     )
-    block = k * r * 2 * g + 2 * g + (num_classes + local_channels) * 2 * g + g * s + s
+    block = k * r * 2 * g + 2 * g + ((num_classes or 0) + local_channels) * 2 * g + g * s + s
     return (
         input_kernel_size * q * r
         + r
@@ -151,7 +151,7 @@ class _Block(nn.Module):
     residual_channels: int
     gate_channels: int
     skip_channels: int
-    num_classes: int
+    num_classes: int | None
     local_channels: int
     last: bool
 
@@ -183,7 +183,7 @@ class WaveNet(nn.Module):
     """WaveNet over mu-law codes (see the module docstring).
 
     Attributes:
-      num_classes: ids of the global conditioning (0: none); ``label`` is then needed.
+      num_classes: ids of the global conditioning (None: none); ``label`` is then needed.
       quantization: mu-law levels (256: 8 bits).
       dilations: the blocks' dilations (``dilation_stack()`` by default).
       residual_channels: channels of the residual stream.
@@ -195,7 +195,7 @@ class WaveNet(nn.Module):
       local_upsample: audio samples per local-conditioning frame.
     """
 
-    num_classes: int = 0
+    num_classes: int | None = None
     quantization: int = 256
     dilations: tuple[int, ...] = dilation_stack()
     residual_channels: int = 32
@@ -207,8 +207,8 @@ class WaveNet(nn.Module):
     local_upsample: int = 1
 
     def __post_init__(self) -> None:
-        if not (isinstance(self.num_classes, int) and self.num_classes >= 0):
-            raise ValueError(f"`num_classes` (={self.num_classes!r}) must be an int >= 0")
+        if self.num_classes is not None:
+            check_positive_int(self.num_classes, "num_classes")
         if not (isinstance(self.local_channels, int) and self.local_channels >= 0):
             raise ValueError(f"`local_channels` (={self.local_channels!r}) must be an int >= 0")
         check_positive_ints(self.dilations, "dilations")
@@ -332,7 +332,7 @@ class WaveNet(nn.Module):
         Args:
           x: ``(N, T, 1)`` audio in ``[-1, 1]`` (floats).
           train: unused (no dropout or normalization); kept for the models' contract.
-          label: ``(N,)`` integer ids; required iff ``num_classes > 0``.
+          label: ``(N,)`` integer ids; required iff ``num_classes`` is set.
           local: ``(N, frames, local_channels)``, ``frames * local_upsample >= T``;
             required iff ``local_channels > 0``.
 
@@ -376,7 +376,7 @@ class WaveNetScorer(WaveNet):
         """See the class docstring; ``x``, ``label``, ``local`` as for :class:`WaveNet`."""
         del train
         n, t = check_audio(x, "WaveNetScorer")
-        k = max(self.num_classes, 1)
+        k = self.num_classes or 1
         codes = mu_law_encode(x[..., 0], self.quantization - 1)
         inputs = jax.nn.one_hot(
             shift_right(codes, self.quantization), self.quantization, dtype=jnp.float32
