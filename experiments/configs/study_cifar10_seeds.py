@@ -8,7 +8,12 @@ Command (from the repository root, in the venv):
 Variants: ``runlocal`` (seconds, synthetic data, two seeds).
 
 Base: ``experiments.configs.study_common.small_cifar10`` (1 epoch). The only axis is
-the model (one value): the study is the seeds. Results: docs/RESULTS.md, "Ensembles".
+the model (one value): the study is the seeds.
+
+Result (2-core CPU shared with other jobs, 50 min for the five): members 57.22% test
+accuracy on average (std 0.59); their ensemble 59.40% by majority vote, 59.72% by
+probability averaging, 60.45% by stacking (ledger ``cifar10_small_cnn_5seeds``,
+``cifar10_ensemble_5seeds_*``; docs/RESULTS.md, "Ensembles").
 """
 
 from cnn_jax.study import Axis, Study
