@@ -77,7 +77,7 @@ def _grid(images, rows, cols, row_labels, col_labels, path, title):
                 ax.set_ylabel(row_labels[i], fontsize=7)
     fig.suptitle(title, fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=72)
+    fig.savefig(path, dpi=60)
     plt.close(fig)
 
 
@@ -122,7 +122,8 @@ def main() -> None:
         for k, layer in enumerate(STYLE_LAYERS):
             w = style.StyleWeights(content_layers=(layer,), style_layers=(), beta=0.0)
             rec_c.append(run(w)[0])
-            w = style.StyleWeights(content_layers=(), style_layers=STYLE_LAYERS[: k + 1])
+            # alpha = 0 with the grid's layers: the grid row's compiled program serves
+            w = style.StyleWeights(style_layers=STYLE_LAYERS[: k + 1], alpha=0.0)
             rec_s.append(run(w)[0])
             print(f"reconstructions from {layer} done", flush=True)
         _grid(
@@ -167,7 +168,8 @@ def main() -> None:
             finally:
                 ckpt.close()
             with open(os.path.join(workdir, "config.json")) as f:
-                level = int(json.load(f)["model_kwargs"]["level"])
+                record = json.load(f)
+            level = int(record["config"]["model_kwargs.level"])  # the flattened record
             decoders[level] = tree["params"]["decoder"]
             encoder = {**(encoder or {}), **tree["params"]["encoder"]}
         levels = tuple(sorted(decoders, reverse=True))
