@@ -51,6 +51,8 @@ METRICS = {
     "test_accuracy": ("test top-1 accuracy", "%", lambda row: 100.0 * row["accuracy"]),
     "test_top5_accuracy": ("test top-5 accuracy", "%", lambda row: 100.0 * row["top5_accuracy"]),
     "test_loss": ("test loss", "", lambda row: row["loss"]),
+    "test_miou": ("test mean IoU", "%", lambda row: 100.0 * row["miou"]),
+    "test_pixel_accuracy": ("test pixel accuracy", "%", lambda row: 100.0 * row["pixel_accuracy"]),
     # Read through an entry's ``reader`` (a JSON file the command writes), in percent.
     "tta_accuracy": ("test accuracy with TTA, mean of the seeds", "%", None),
     "reference_tta_accuracy": ("the PyTorch reference's, same run", "%", None),
