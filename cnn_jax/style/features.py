@@ -31,8 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from cnn_jax import ops
-from cnn_jax.layers import Conv
-from cnn_jax.models._common import TORCH_CONV_INIT_FAN_OUT
+from cnn_jax.layers import Conv, get_initializer
 
 __all__ = [
     "LAYERS",
@@ -51,6 +50,8 @@ Array = Any
 
 #: VGG-19 configuration E: conv widths per block.
 _BLOCKS = ((64, 64), (128, 128), (256,) * 4, (512,) * 4, (512,) * 4)
+#: torchvision's VGG init (``cnn_jax.models.vgg``): Kaiming-normal, ``fan_out``, ReLU gain.
+_CONV_INIT = get_initializer("he_normal", mode="fan_out", distribution="normal")
 
 
 def _layer_table() -> dict[str, tuple[int, str, int]]:
@@ -187,7 +188,7 @@ class VGGFeatures(nn.Module):
             Conv,
             kernel_size=3,
             padding=1,
-            kernel_init=TORCH_CONV_INIT_FAN_OUT,
+            kernel_init=_CONV_INIT,
             bias_init="zeros",
             dtype=self.dtype,
         )
