@@ -27,7 +27,10 @@ ImageNet weights the encoder params are replaced by ``cnn_jax.style.load_vgg19``
 before training (not wired to ``config.init_from``, whose torchvision specs name whole
 networks).
 
-Measured result: see docs/RESULTS.md ("Universal style transfer").
+Measured (``relu1,cpu``, the command above, on the shared 2-core machine): test loss
+0.0046 over the 10,000 test images after 300 steps, 516 s of training. The relu2 ...
+relu5 decoders have not been trained yet. Details: docs/RESULTS.md ("Universal style
+transfer").
 """
 
 from experiments.configs.common import base_config, parse_variants, runlocal
