@@ -31,7 +31,7 @@ class ConvAutoencoder(nn.Module):
       features: encoder widths, one stride-2 convolution each.
       latent: channels of the code.
       kernel_size: the window of every (transposed) convolution.
-      num_classes: ignored (the loop passes the data set's).
+      num_classes: unused (the loop passes the data set's); None or a positive int.
       dtype: computation dtype.
     """
 
@@ -42,6 +42,8 @@ class ConvAutoencoder(nn.Module):
     dtype: Any = None
 
     def __post_init__(self) -> None:
+        if self.num_classes is not None:  # unused, but checked like every model's
+            check_positive_int(self.num_classes, "num_classes")
         check_positive_ints(self.features, "features")
         check_positive_int(self.latent, "latent")
         check_positive_int(self.kernel_size, "kernel_size")

@@ -51,6 +51,9 @@ _INPUT_SHAPES: dict[str, tuple[int, int, int]] = {
     "AllConvNet": (32, 32, 3),
     "NetworkInNetwork": (32, 32, 3),
     "CapsNet": (28, 28, 1),
+    "UNet": (572, 572, 1),
+    "SegNet": (360, 480, 3),
+    "ConvAutoencoder": (28, 28, 1),
     "InceptionV3": (299, 299, 3),
     "Xception": (299, 299, 3),
 }
