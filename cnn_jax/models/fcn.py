@@ -15,11 +15,12 @@ interpolation (``bilinear_kernel``) and learned:
 
 The skip scorers start at zero (as in the paper's Caffe models), so an FCN-16s/8s
 starts as the coarser net it is fine-tuned from. With the paper's widths and 21
-classes (PASCAL VOC) the model has 134,477,280 parameters (the paper's "134M" for
-FCN-VGG16). Departure from the Caffe models, whose first convolution pads the input
-by 100 pixels and whose outputs are then cropped: convolutions here are 'SAME', so the
-input height and width must be divisible by the output stride and the scores come
-out at the input's size.
+classes (PASCAL VOC) FCN-8s has 134,489,759 parameters, as the Caffe model, of which
+134,346,581 before the upsampling layers (the paper's "134M" for FCN-VGG16).
+Departure from the Caffe models, whose first convolution pads the input by 100 pixels
+and whose outputs are then cropped: convolutions here are 'SAME', so the input height
+and width must be divisible by the output stride and the scores come out at the
+input's size.
 """
 
 from __future__ import annotations
