@@ -7,7 +7,8 @@ Command (from the repository root, in the venv):
   python -m experiments.study --study=experiments/configs/study_batchnorm_lr.py \
       --workdir=runs/study_batchnorm_lr
 
-Variants: ``runlocal`` (seconds, synthetic data).
+Variants: ``runlocal`` (seconds, synthetic data); ``cpu`` (the CPU budget: 200 steps,
+rates 0.01, 0.1 and 1.0, one seed: 6 runs).
 
 Model: ``plain_init`` (He et al.'s plain CIFAR net, depth 8 = 6n + 2 with n = 1, He
 initialization) with ``batch_norm`` off and on. Data: CIFAR-10 (JPEG copy),
@@ -23,7 +24,7 @@ from experiments.configs.study_common import shrink, small_cifar10
 
 def get_study(arg: str | None = None) -> Study:
     """Returns the study; ``arg`` selects variants (see the module docstring)."""
-    variants = parse_variants(arg, ("runlocal",))
+    variants = parse_variants(arg, ("runlocal", "cpu"))
     base = small_cifar10(epochs=1)
     base.model = "plain_init"
     base.model_kwargs = type(base.model_kwargs)({"depth": 8, "kernel_init": "he_normal"})
@@ -34,6 +35,14 @@ def get_study(arg: str | None = None) -> Study:
     base.optim.weight_decay = 5e-4
     base.label_smoothing = 0.0
     seeds = (0, 1)
+    rates = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
+    if "cpu" in variants:
+        base.num_epochs = None
+        base.num_train_steps = 200
+        base.eval_every_steps = None
+        base.checkpoint_every_steps = 100
+        base.log_every_steps = 25
+        seeds, rates = (0,), (0.01, 0.1, 1.0)
     if "runlocal" in variants:
         base, seeds = shrink(base), (0,)
     return Study(
@@ -41,7 +50,7 @@ def get_study(arg: str | None = None) -> Study:
         base=base,
         axes=(
             Axis("model_kwargs.batch_norm", (False, True), labels=("no BN", "BN")),
-            Axis("optim.learning_rate", (0.003, 0.01, 0.03, 0.1, 0.3, 1.0)),
+            Axis("optim.learning_rate", rates),
         ),
         seeds=seeds,
         derived=(Derived("steps to 70% train error", "error", 0.7),),
