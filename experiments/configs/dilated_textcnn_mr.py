@@ -15,7 +15,8 @@ max-over-time pooling over the real words, dropout 0.5, softmax. Training: Adam 
 with cosine decay, batch 48, 4 epochs, max-norm 3 on the output weights as for
 ``textcnn_mr``. Data: as ``textcnn_mr`` (the same folds and vocabulary).
 
-Measured: see ``docs/RESULTS.md`` ("Sentence CNN on MR").
+Measured (``docs/RESULTS.md``, "Sentence CNN on MR"; ledger entry
+``dilated_textcnn_mr_cpu``): 75.9% on folds 0 and 1, 2,615,938 parameters.
 """
 
 from experiments.configs.common import base_config, parse_variants, runlocal
