@@ -8,7 +8,7 @@ Command (from the repository root, in the venv):
       --workdir=runs/study_batchnorm_lr
 
 Variants: ``runlocal`` (seconds, synthetic data); ``cpu`` (the CPU budget: 200 steps,
-rates 0.01, 0.1 and 1.0, one seed: 6 runs).
+one seed: 12 runs).
 
 Model: ``plain_init`` (He et al.'s plain CIFAR net, depth 8 = 6n + 2 with n = 1, He
 initialization) with ``batch_norm`` off and on. Data: CIFAR-10 (JPEG copy),
@@ -42,7 +42,7 @@ def get_study(arg: str | None = None) -> Study:
         base.eval_every_steps = None
         base.checkpoint_every_steps = 100
         base.log_every_steps = 25
-        seeds, rates = (0,), (0.01, 0.1, 1.0)
+        seeds = (0,)
     if "runlocal" in variants:
         base, seeds = shrink(base), (0,)
     return Study(
