@@ -4,7 +4,7 @@ Command (from the repository root, in the venv):
   python -m experiments.study --study=experiments/configs/study_augmentation.py \
       --workdir=runs/study_augmentation
 
-Variants: ``runlocal`` (seconds, synthetic data).
+Variants: ``runlocal`` (seconds, synthetic data); ``cpu`` (the CPU budget: 1 epoch).
 
 Base: ``study_common.small_cifar10`` for 5 epochs, without host normalization (pixels
 in [0, 1], which ``color_jitter`` needs), one seed. The axis is ``config.augment``:
@@ -28,9 +28,10 @@ PCA = ("pca_colour_noise", {"std": 0.1})
 
 def get_study(arg: str | None = None) -> Study:
     """Returns the study; ``arg`` selects variants (see the module docstring)."""
-    variants = parse_variants(arg, ("runlocal",))
-    base = small_cifar10(epochs=5)
+    variants = parse_variants(arg, ("runlocal", "cpu"))
+    base = small_cifar10(epochs=1 if "cpu" in variants else 5)
     base.normalization = None
+    base.eval_every_steps = None
     if "runlocal" in variants:
         base = shrink(base)
     settings = (
