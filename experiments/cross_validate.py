@@ -29,12 +29,16 @@ from absl import app, flags, logging
 from ml_collections import ConfigDict, config_flags
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file("config", None, "Experiment config (optionally :variant).")
-flags.DEFINE_string("workdir", None, "Directory of the folds' runs and the table.")
-flags.DEFINE_string("folds", None, "Comma-separated folds to run (default: every fold).")
-flags.DEFINE_string("vectors", None, "Word vectors (word2vec .bin/.txt, GloVe) for static modes.")
-flags.DEFINE_string("vectors_format", "auto", "Format of --vectors (cnn_jax.data.embeddings).")
-flags.mark_flags_as_required(["config", "workdir"])
+
+
+def _define_flags() -> None:
+    """The command's flags, defined when it runs (importing the module defines none)."""
+    config_flags.DEFINE_config_file("config", None, "Experiment config (optionally :variant).")
+    flags.DEFINE_string("workdir", None, "Directory of the folds' runs and the table.")
+    flags.DEFINE_string("folds", None, "Comma-separated folds to run (default: every fold).")
+    flags.DEFINE_string("vectors", None, "Word vectors (word2vec .bin/.txt, GloVe), static modes.")
+    flags.DEFINE_string("vectors_format", "auto", "Format of --vectors (cnn_jax.data.embeddings).")
+    flags.mark_flags_as_required(["config", "workdir"])
 
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
@@ -224,4 +228,5 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    _define_flags()
     app.run(main)

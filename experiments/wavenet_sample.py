@@ -29,10 +29,14 @@ import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
-config_flags.DEFINE_config_file("config", None, "The run's config file (optionally :variant).")
-flags.DEFINE_string("workdir", None, "The run's directory (its checkpoints; outputs go here).")
-flags.DEFINE_float("seconds", 1.0, "Seconds of audio per digit.")
-flags.DEFINE_integer("seed", 0, "The PRNG seed of the draws.")
+
+def _define_flags() -> None:
+    """The command's flags, defined when it runs (importing the module defines none)."""
+    config_flags.DEFINE_config_file("config", None, "The run's config (optionally :variant).")
+    flags.DEFINE_string("workdir", None, "The run's directory (its checkpoints; outputs here).")
+    flags.DEFINE_float("seconds", 1.0, "Seconds of audio per digit.")
+    flags.DEFINE_integer("seed", 0, "The PRNG seed of the draws.")
+
 
 SAMPLE_RATE = 8000
 
@@ -153,5 +157,6 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    _define_flags()
     flags.mark_flags_as_required(["config", "workdir"])
     app.run(main)
