@@ -163,6 +163,7 @@ CONFIGS = {
     "gaussian_noise": {"std": 0.1},
     "gaussian_blur": {"sigma": (0.5, 1.5)},
     "sobel": {"output": "gradients"},
+    "pca_colour_noise": {"std": 0.1},
 }
 
 

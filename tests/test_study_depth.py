@@ -63,9 +63,8 @@ def test_highway_study_matches_parameter_budgets():
 
 
 def test_resnet_cifar10_config_needs_one_model():
-    with pytest.raises(ValueError, match="exactly one model"):
-        resnet_cifar10.get_config("cpu")
-    with pytest.raises(ValueError, match="exactly one model"):
+    assert resnet_cifar10.get_config("cpu").model == "resnet20"
+    with pytest.raises(ValueError, match="at most one model"):
         resnet_cifar10.get_config("resnet20,resnet56")
     with pytest.raises(ValueError, match="unknown config variant"):
         resnet_cifar10.get_config("resnet21")

@@ -8,8 +8,8 @@ Commands for the paper runs (from the repository root, in the venv; accelerator 
   python -m experiments.main --config=experiments/configs/resnet_cifar10.py:densenet_bc100 \
       --workdir=runs/densenet_bc100_cifar10 # Huang et al. 2017: 4.51% (C10+)
 
-Variants (``config.py:variant[,variant]``): exactly one model name of :data:`MODELS`
-(``cnn_jax.models.get_model`` names), and optionally
+Variants (``config.py:variant[,variant]``): at most one model name of :data:`MODELS`
+(``cnn_jax.models.get_model`` names; default ``resnet20``), and optionally
   cpu       the CPU-budget form: ``CPU_EPOCHS`` epochs on the same recipe, the
             learning-rate drops scaled to the shorter run (the depth studies use it).
   runlocal  a few steps on synthetic 32x32 images, for smoke tests (seconds).
@@ -50,10 +50,10 @@ _WARMUP = ("resnet110", "resnet1202", "preact_resnet1001")
 
 
 def _model(variants: set[str]) -> str:
-    chosen = sorted(variants & set(MODELS))
+    chosen = sorted(variants & set(MODELS)) or ["resnet20"]
     if len(chosen) != 1:
         raise ValueError(
-            f"resnet_cifar10.py needs exactly one model variant of {list(MODELS)}; got {chosen}"
+            f"resnet_cifar10.py takes at most one model variant of {list(MODELS)}; got {chosen}"
         )
     return chosen[0]
 
