@@ -125,7 +125,7 @@ def test_pipeline_errors():
     with pytest.raises(ValueError, match="rng_seed"):
         BatchIterator(_toy(), 2, rng_seed=-1, training=True)
     with pytest.raises(ValueError, match="normalization"):
-        input_pipeline({"dataset": "mnist", "batch_size": 2, "normalization": "zca"}, "train",
+        input_pipeline({"dataset": "mnist", "batch_size": 2, "normalization": "whiten"}, "train",
                        rng_seed=0, data={"image": np.zeros((4, 2, 2, 1), np.uint8)})  # fmt: skip
 
 
