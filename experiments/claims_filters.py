@@ -18,9 +18,12 @@ import os
 import numpy as np
 from absl import app, flags
 
-flags.DEFINE_string("run", None, "A training run's directory (its checkpoints).")
-flags.DEFINE_string("out", None, "Where the figure goes.")
-flags.mark_flags_as_required(["run", "out"])
+
+def _define_flags() -> None:
+    """The command's flags, defined when it runs (importing the module defines none)."""
+    flags.DEFINE_string("run", None, "A training run's directory (its checkpoints).")
+    flags.DEFINE_string("out", None, "Where the figure goes.")
+    flags.mark_flags_as_required(["run", "out"])
 
 
 def learned_kernel(run: str, layer: str = "conv1") -> np.ndarray:
@@ -81,4 +84,5 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    _define_flags()
     app.run(main)
