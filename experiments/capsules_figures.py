@@ -29,10 +29,13 @@ import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
-config_flags.DEFINE_config_file("config", None, "The run's config file (optionally :variant).")
-flags.DEFINE_string("workdir", None, "The run's directory (its checkpoints; figures go here).")
-flags.DEFINE_integer("num_images", 8, "Test images in the reconstruction figure.")
-flags.DEFINE_integer("index", 0, "The test example of the perturbation and routing figures.")
+
+def _define_flags() -> None:
+    config_flags.DEFINE_config_file("config", None, "The run's config file (optionally :variant).")
+    flags.DEFINE_string("workdir", None, "The run's directory (its checkpoints; figures go here).")
+    flags.DEFINE_integer("num_images", 8, "Test images in the reconstruction figure.")
+    flags.DEFINE_integer("index", 0, "The test example of the perturbation and routing figures.")
+
 
 #: The paper's perturbation steps.
 PERTURBATIONS = np.round(np.arange(-0.25, 0.2501, 0.05), 2) + 0.0  # no -0.0
@@ -124,24 +127,6 @@ def plot_routing(couplings: np.ndarray, predicted: int) -> Any:
     return fig
 
 
-def _load(config: Any, workdir: str) -> tuple[Any, Any, dict[str, np.ndarray]]:
-    from cnn_jax import data, models
-    from cnn_jax.train.checkpoint import Checkpointer
-
-    info = data.get_dataset_info(config.dataset)
-    kwargs = {"num_classes": info.num_classes, **dict(config.model_kwargs)}
-    model = models.get_model(config.model, **kwargs)
-    ckpt = Checkpointer(os.path.join(workdir, "checkpoints"))
-    try:
-        params = ckpt.restore()["params"]
-    finally:
-        ckpt.close()
-    test = data.load_dataset(
-        config.dataset, "test", config.get("data_dir"), **dict(config.dataset_options)
-    )
-    return model, params, test
-
-
 def write_figures(config: Any, workdir: str, num_images: int = 8, index: int = 0) -> list[str]:
     """Writes the three PNGs into ``workdir`` and returns their paths."""
     import jax
@@ -152,8 +137,10 @@ def write_figures(config: Any, workdir: str, num_images: int = 8, index: int = 0
     import matplotlib.pyplot as plt
 
     from cnn_jax.models.capsnet import CapsuleDecoder
+    from cnn_jax.train.restore import load_run, raw_split
 
-    model, params, test = _load(config, workdir)
+    run = load_run(workdir, config)
+    model, params, test = run.model, run.params, raw_split(config)
     images = test["image"][: max(num_images, index + 1)].astype(np.float32) / 255.0
     apply = jax.jit(lambda x: model.apply({"params": params}, x))
     lengths, feats = apply(jnp.asarray(images))
@@ -197,5 +184,6 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    _define_flags()
     flags.mark_flags_as_required(["config", "workdir"])
     app.run(main)

@@ -37,28 +37,17 @@ def colorize(label: np.ndarray, num_classes: int = 11) -> np.ndarray:
     return colours[np.clip(label, 0, len(colours) - 1)]
 
 
-def load_run(spec: str) -> tuple[str, Any, dict[str, Any]]:
-    """``(name, model, variables)`` of ``config[:variant]=workdir``."""
-    from cnn_jax import data, models
-    from cnn_jax.train.checkpoint import Checkpointer
+def load_run(spec: str) -> tuple[str, Any, dict[str, Any], Any]:
+    """``(name, model, variables, config)`` of ``config[:variant]=workdir``."""
+    from cnn_jax.train.restore import load_run as restore_run
 
     if "=" not in spec:
         raise ValueError(f"`--runs` entry (={spec!r}) must be config[:variant]=workdir")
     cfg, workdir = spec.split("=", 1)
     name, _, variant = cfg.partition(":")
     config = importlib.import_module(f"experiments.configs.{name}").get_config(variant or None)
-    info = data.get_dataset_info(config.dataset)
-    model = models.get_model(
-        config.model, **{"num_classes": info.num_classes, **dict(config.model_kwargs)}
-    )
-    ckpt = Checkpointer(os.path.join(workdir, "checkpoints"))
-    try:
-        tree = ckpt.restore()
-    finally:
-        ckpt.close()
-    variables = {"params": tree["params"]}
-    if tree.get("batch_stats"):
-        variables["batch_stats"] = tree["batch_stats"]
+    run = restore_run(workdir, config)
+    model, variables = run.model, run.variables
     return name.removesuffix("_digits"), model, variables, config
 
 

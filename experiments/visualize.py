@@ -25,38 +25,27 @@ Example (after ``python -m experiments.main --config=experiments/configs/cnn_mni
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
 import numpy as np
 from absl import app, flags
-from ml_collections import ConfigDict, config_flags
-
-config_flags.DEFINE_config_file(
-    "config", None, "The run's config (default: <workdir>/config.json)."
-)
-flags.DEFINE_string("workdir", None, "The trained run's directory.")
-flags.DEFINE_string("output_dir", None, "Where the PNGs go (default: <workdir>/figures).")
-flags.DEFINE_list("layers", None, "Tap names for feature-map grids (default: a few conv layers).")
-flags.DEFINE_integer("num_eval", 2000, "Test images for the confusion matrix and top-k patches.")
-flags.DEFINE_integer("num_images", 6, "Test images in the saliency and occlusion figures.")
+from ml_collections import config_flags
 
 
-def _record_config(workdir: str) -> ConfigDict:
-    path = os.path.join(workdir, "config.json")
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"`workdir` (={workdir!r}) has no config.json; pass --config")
-    with open(path) as f:
-        flat = json.load(f)["config"]
-    tree: dict[str, Any] = {}
-    for key, value in flat.items():
-        node = tree
-        *parents, leaf = key.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = value
-    return ConfigDict(tree)
+def _define_flags() -> None:
+    config_flags.DEFINE_config_file(
+        "config", None, "The run's config (default: <workdir>/config.json)."
+    )
+    flags.DEFINE_string("workdir", None, "The trained run's directory.")
+    flags.DEFINE_string("output_dir", None, "Where the PNGs go (default: <workdir>/figures).")
+    flags.DEFINE_list(
+        "layers", None, "Tap names for feature-map grids (default: a few conv layers)."
+    )
+    flags.DEFINE_integer(
+        "num_eval", 2000, "Test images for the confusion matrix and top-k patches."
+    )
+    flags.DEFINE_integer("num_images", 6, "Test images in the saliency and occlusion figures.")
 
 
 def load_run(workdir: str, config: Any = None, num_eval: int = 2000) -> dict[str, Any]:
@@ -69,24 +58,11 @@ def load_run(workdir: str, config: Any = None, num_eval: int = 2000) -> dict[str
       FileNotFoundError: for a workdir without config record or checkpoint.
     """
     from cnn_jax import data
-    from cnn_jax.train.build import build_model
-    from cnn_jax.train.checkpoint import Checkpointer
+    from cnn_jax.train.restore import load_run as restore_run
 
-    config = _record_config(workdir) if config is None else config
-    info = data.get_dataset_info(config.dataset)
-    model = build_model(config, info.num_classes)
-    ckpt_dir = os.path.join(workdir, "checkpoints")
-    if not os.path.isdir(ckpt_dir):
-        raise FileNotFoundError(f"`workdir` (={workdir!r}) has no checkpoints folder")
-    ckpt = Checkpointer(ckpt_dir)
-    try:
-        tree = ckpt.restore()
-    finally:
-        ckpt.close()
-    variables = {"params": tree["params"]}
-    if tree.get("batch_stats"):
-        variables["batch_stats"] = tree["batch_stats"]
-    it = data.input_pipeline(config, "test", rng_seed=0, training=False)
+    run = restore_run(workdir, config)
+    info = data.get_dataset_info(run.config.dataset)
+    it = data.input_pipeline(run.config, "test", rng_seed=0, training=False)
     images, labels, n = [], [], 0
     for batch in it:
         keep = np.asarray(batch["mask"], bool)
@@ -96,12 +72,12 @@ def load_run(workdir: str, config: Any = None, num_eval: int = 2000) -> dict[str
         if n >= num_eval:
             break
     return {
-        "config": config,
-        "model": model,
-        "variables": variables,
+        "config": run.config,
+        "model": run.model,
+        "variables": run.variables,
         "images": np.concatenate(images)[:num_eval].astype(np.float32),
         "labels": np.concatenate(labels)[:num_eval],
-        "num_classes": info.num_classes,
+        "num_classes": run.num_classes,
     }
 
 
@@ -266,5 +242,6 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    _define_flags()
     flags.mark_flags_as_required(["workdir"])
     app.run(main)

@@ -58,24 +58,6 @@ def write_wav(path: str, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> N
         f.writeframes(pcm.tobytes())
 
 
-def _load(config: Any, workdir: str) -> tuple[Any, Any, dict[str, np.ndarray]]:
-    from cnn_jax import data, models
-    from cnn_jax.train.checkpoint import Checkpointer
-
-    info = data.get_dataset_info(config.dataset)
-    kwargs = {"num_classes": info.num_classes, **dict(config.model_kwargs)}
-    model = models.get_model(config.model, **kwargs)
-    ckpt = Checkpointer(os.path.join(workdir, "checkpoints"))
-    try:
-        params = ckpt.restore()["params"]
-    finally:
-        ckpt.close()
-    test = data.load_dataset(
-        config.dataset, "test", config.get("data_dir"), **dict(config.dataset_options)
-    )
-    return model, params, test
-
-
 def plot_samples(generated: np.ndarray, real: np.ndarray) -> Any:
     """Waveforms and log-mel spectrograms: generated (rows 1-2) and real (rows 3-4)."""
     import matplotlib
@@ -114,8 +96,10 @@ def write_samples(config: Any, workdir: str, seconds: float = 1.0, seed: int = 0
 
     from cnn_jax.data.mulaw import mu_law_decode
     from cnn_jax.models.wavenet_generate import generate
+    from cnn_jax.train.restore import load_run, raw_split
 
-    model, params, test = _load(config, workdir)
+    run = load_run(workdir, config)
+    model, params, test = run.model, run.params, raw_split(config)
     k = model.num_classes or 1
     t = round(seconds * SAMPLE_RATE)
     label = jnp.arange(k, dtype=jnp.int32) if model.num_classes else None

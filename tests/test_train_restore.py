@@ -1,0 +1,77 @@
+"""cnn_jax.train.restore: a run read back from its workdir (config record + checkpoint)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from cnn_jax.train import config_record
+from cnn_jax.train.checkpoint import Checkpointer
+from cnn_jax.train.restore import load_run, raw_split, read_config_record, restore_variables
+from experiments.configs import lenet5_mnist
+
+
+def _write_run(workdir, config, steps=(1, 2)):
+    from cnn_jax.train.build import build_model
+
+    model = build_model(config, 10)
+    x = jnp.zeros((1, 32, 32, 1))
+    ckpt = Checkpointer(str(workdir / "checkpoints"))
+    saved = {}
+    try:
+        for step in steps:
+            variables = model.init(jax.random.key(step), x)
+            ckpt.save(step, {"params": variables["params"], "step": jnp.asarray(step)})
+            saved[step] = variables["params"]
+    finally:
+        ckpt.close()
+    config_record.check_or_record(config, str(workdir), resuming=False)
+    return model, saved
+
+
+def test_load_run_restores_the_newest_checkpoint_and_the_recorded_config(tmp_path):
+    config = lenet5_mnist.get_config()
+    model, saved = _write_run(tmp_path, config)
+    run = load_run(str(tmp_path))
+    assert run.step == 2
+    assert run.config.model == config.model
+    assert run.num_classes == 10
+    assert set(run.variables) == {"params"}  # LeNet-5 has no batch statistics
+    for got, want in zip(jax.tree.leaves(run.params), jax.tree.leaves(saved[2])):
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+    x = jnp.ones((2, 32, 32, 1))
+    np.testing.assert_allclose(
+        np.asarray(run.model.apply(run.variables, x)[0]),
+        np.asarray(model.apply({"params": saved[2]}, x)[0]),
+        rtol=1e-6,
+    )
+    older, step = restore_variables(str(tmp_path), step=1)
+    assert step == 1
+    for got, want in zip(jax.tree.leaves(older["params"]), jax.tree.leaves(saved[1])):
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+
+
+def test_read_config_record_round_trips_nested_keys(tmp_path):
+    config = lenet5_mnist.get_config()
+    config_record.check_or_record(config, str(tmp_path), resuming=False)
+    back = read_config_record(str(tmp_path))
+    assert back.optim.learning_rate == config.optim.learning_rate
+    assert back.dataset == config.dataset
+
+
+def test_missing_record_or_checkpoint_raise_naming_the_workdir(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"config\.json"):
+        read_config_record(str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="no checkpoints folder"):
+        load_run(str(tmp_path), lenet5_mnist.get_config())
+    assert not (tmp_path / "checkpoints").exists()  # reading creates nothing
+    (tmp_path / "checkpoints").mkdir()
+    with pytest.raises(FileNotFoundError, match="no complete checkpoint"):
+        restore_variables(str(tmp_path))
+
+
+def test_raw_split_is_the_stored_arrays():
+    config = lenet5_mnist.get_config()
+    test = raw_split(config)
+    assert test["image"].dtype == np.uint8 and test["image"].shape[1:] == (28, 28, 1)
+    assert len(test["label"]) == len(test["image"]) == 10000
