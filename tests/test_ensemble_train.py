@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+from ml_collections import ConfigDict
 
 from cnn_jax import ensemble
 from cnn_jax.study import cells, load_study, run_study
@@ -77,3 +78,36 @@ def test_samme_boosting_through_the_loop(tmp_path):
     calls.clear()
     assert ensemble.boost(base, str(tmp_path), rounds=2, train=train) == out
     assert calls == []
+
+
+def test_boosted_report_has_sammes_vote_against_numpy(tmp_path):
+    """The command's report of boosted members: SAMME's alpha-weighted vote against a numpy
+    reference, by ensemble size too; the rounds' errors and alphas in the table."""
+    from experiments.configs import cifar10_small_cnn
+
+    base = cifar10_small_cnn.get_config("runlocal")
+    assert base.dataset == "synthetic" and base.eval_every_steps == 2
+    from cnn_jax.train import train_and_evaluate
+
+    dirs = []
+    for seed in (0, 1, 2):
+        config = ConfigDict(base.to_dict())
+        config.seed = seed
+        dirs.append(str(tmp_path / f"round{seed}"))
+        train_and_evaluate(config, dirs[-1])
+    boosted = {"alphas": [0.5, 2.0, 1.0], "errors": [0.3, 0.2, 0.25]}
+    res = ensemble_cli.report(dirs, str(tmp_path / "out"), "boosted", boosted=boosted)
+    probs, labels = ensemble.stack_predictions([ensemble.load_member(d) for d in dirs])
+    votes = probs.argmax(-1)
+    for k in (1, 2, 3):
+        scores = np.zeros((labels.size, 10))
+        for m in range(k):
+            scores[np.arange(labels.size), votes[m]] += boosted["alphas"][m]
+        want = float(np.mean(scores.argmax(-1) == labels))
+        assert res["by_size"]["samme"][k - 1] == pytest.approx(want)
+    assert res["samme"] == res["by_size"]["samme"][-1]
+    text = (tmp_path / "out" / "ensemble.md").read_text()
+    assert "| **samme** |" in text and "| 1 | 20.00 | 2.0000 |" in text
+    assert (tmp_path / "out" / "ensemble.png").read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(ValueError, match="2 alphas for 3 members"):
+        ensemble_cli.report(dirs, str(tmp_path / "out"), "t", boosted={"alphas": [1, 2]})
