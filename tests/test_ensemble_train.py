@@ -57,6 +57,7 @@ def test_samme_boosting_through_the_loop(tmp_path):
         from cnn_jax.train import train_and_evaluate
 
         calls.append(config.dataset_options.get("weights_file"))
+        assert config.dataset_options.draw_seed == config.seed - base.seed  # round r: draw r
         return train_and_evaluate(config, workdir)
 
     out = ensemble.boost(base, str(tmp_path), rounds=2, train=train)

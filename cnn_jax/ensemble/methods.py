@@ -109,7 +109,8 @@ def boost(
     """SAMME by resampling: ``rounds`` members, each on a weighted draw of the training set.
 
     Member ``r`` trains in ``<workdir>/round<r>`` (seed ``base.seed + r``) on
-    ``<base.dataset>_resampled`` drawn with the current weights; its errors on the
+    ``<base.dataset>_resampled`` drawn (``draw_seed = r``) with the current weights, so
+    round 0 (uniform weights) is member 0 of a bagging run; its errors on the
     whole base training set give ``alpha_r`` and the next weights. A finished round
     (``round<r>/samme.json``) is not trained again, so an interrupted ``boost`` resumes.
     Boosting stops early if a member is no better than chance or perfect.
@@ -145,6 +146,7 @@ def boost(
             config = ConfigDict(base.to_dict())
             config.dataset = dataset
             config.seed = int(base.seed) + r
+            config.dataset_options.draw_seed = r
             if weights is not None:
                 config.dataset_options.weights_file = write_weights(weights, workdir)
             train(config, where)
