@@ -10,7 +10,13 @@ import pytest
 from cnn_jax.data import resolve_data_dir
 from cnn_jax.study import load_study, run_study, write_report
 from cnn_jax.train import train_and_evaluate
-from experiments.configs import alexnet_cifar10, keras_mnist_cnn, mlp_mnist, zipcode_mnist
+from experiments.configs import (
+    alexnet_cifar10,
+    keras_cifar10_cnn,
+    keras_mnist_cnn,
+    mlp_mnist,
+    zipcode_mnist,
+)
 
 needs_mnist = pytest.mark.skipif(
     not (resolve_data_dir()[0] / "mnist" / "train-images-idx3-ubyte.gz").exists(),
@@ -19,6 +25,19 @@ needs_mnist = pytest.mark.skipif(
 
 
 @needs_mnist
+def test_keras_cifar10_cnn_runlocal(tmp_path):
+    """The slides' Keras CIFAR-10 CNN config trains through the loop (synthetic 32x32)."""
+    c = keras_cifar10_cnn.get_config("runlocal")
+    assert c.model == "keras_cifar_cnn" and c.optim.name == "rmsprop" and c.normalization is None
+    c.dataset = "synthetic"
+    c.dataset_options = {"image_size": 32, "train_size": 64, "test_size": 32}
+    c.num_train_steps = 4
+    c.eval_batch_size = 32
+    summary = train_and_evaluate(c, str(tmp_path))
+    assert summary["steps"] == 4 and summary["parameters"] == 1_250_858
+    assert np.isfinite(summary["test_loss"])
+
+
 @pytest.mark.parametrize(
     "module, model, params",
     [
