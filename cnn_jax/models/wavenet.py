@@ -361,9 +361,11 @@ class WaveNetScorer(WaveNet):
     ``outputs[n, k]`` is the mean over the valid samples of utterance ``n``
     (:func:`valid_mask`) of :math:`\log_2 p(x_t \mid x_{<t}, k)`, minus bits per sample.
     With ``label`` (training) only the label's column is computed and the others are
-    ``-inf``; without it (evaluation) every id's, by running the batch once per id
-    (``num_classes`` times the work). Unconditional: one column. Features ``accuracy``
-    ``(N, K)``: the fraction of valid samples whose most likely code is the true one.
+    ``-inf`` (the training loop's ``wavenet_nll`` passes it in evaluation too); without
+    it every id's, by running the batch once per id (``num_classes`` times the work),
+    e.g. to classify an utterance by its likelihood. Unconditional: one column.
+    Features ``accuracy`` ``(N, K)``: the fraction of valid samples whose most likely
+    code is the true one.
     """
 
     def __call__(

@@ -193,7 +193,9 @@ def eval_step(
       axis_name: the ``pmap`` axis, or None.
       loss: as in ``train_step``; with another loss than ``cross_entropy``, ``top1``
         counts its ``correct`` examples, and so does ``top5`` for multi-hot labels
-        (and for dense labels, ``(N, H, W)``).
+        (and for dense labels, ``(N, H, W)``) and for losses whose outputs are not
+        class scores (``Loss.top5`` False). A loss with ``label_in_eval`` gets the
+        model called with ``label=batch['label']``.
       loss_options: as in ``train_step``.
 
     Returns:
@@ -201,10 +203,11 @@ def eval_step(
       named loss's ``eval_sums`` (e.g. a confusion matrix; ``cnn_jax.train.losses``).
     """
     images = as_float_images(batch["image"])
-    logits, features = state.apply_fn(state.variables(), images, train=False)
+    custom = get_loss(loss)
+    extra = {"label": batch["label"]} if custom is not None and custom.label_in_eval else {}
+    logits, features = state.apply_fn(state.variables(), images, train=False, **extra)
     n = batch["label"].shape[0]
     mask = batch.get("mask", jnp.ones((n,), jnp.float32)).astype(jnp.float32)
-    custom = get_loss(loss)
     if custom is None:
         losses = cross_entropy(logits, batch["label"])
         top1 = _topk_correct(logits, batch["label"], 1)
@@ -212,8 +215,10 @@ def eval_step(
         losses, top1 = custom.fn(
             logits, features, {**batch, "image": images}, **(loss_options or {})
         )
-    multi_hot = batch["label"].ndim > 1
-    top5 = top1 if multi_hot else _topk_correct(logits, batch["label"], 5)
+    scores = custom is None or custom.top5
+    top5 = (
+        top1 if batch["label"].ndim > 1 or not scores else _topk_correct(logits, batch["label"], 5)
+    )
     out = {
         "loss": jnp.sum(losses * mask),
         "top1": jnp.sum(top1 * mask),

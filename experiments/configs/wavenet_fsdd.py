@@ -17,8 +17,8 @@ softmax over 8-bit mu-law codes, global conditioning on the digit (an embedding 
 block): 266,496 parameters. Loss ``wavenet_nll``: the negative log-likelihood in bits
 per sample over each recording up to its last non-zero sample (the model encodes the
 raw audio itself); ``test_loss`` is its mean over the 300 test recordings, each scored
-with its true digit (the evaluation scores all ten digits, ten forward passes per
-batch, and takes the true one's). ``test_accuracy`` is the next-sample accuracy (the
+with its true digit (the loss passes the label to the model in evaluation too, so
+one forward pass per batch). ``test_accuracy`` is the next-sample accuracy (the
 most likely code is the true one). Data: FSDD's standard split (2,700 train / 300
 test recordings, indices 0-4 of each speaker and digit held out), the first 4,096
 samples (0.51 s; 70% of the recordings are shorter) of each recording.
