@@ -13,11 +13,11 @@ from cnn_jax import models
 from cnn_jax.data.mulaw import mu_law_encode
 from cnn_jax.models.wavenet import (
     WaveNet,
-    WaveNetScorer,
     dilation_stack,
     valid_mask,
     wavenet_num_params,
 )
+from cnn_jax.models.wavenet_scorer import WaveNetScorer
 from cnn_jax.train.losses import get_loss
 from cnn_jax.train.losses_sequence import sequence_nll_bits
 

@@ -67,7 +67,8 @@ from cnn_jax.models.vgg import (
     VGG19,
     VGG19BN,
 )
-from cnn_jax.models.wavenet import WaveNet, WaveNetScorer
+from cnn_jax.models.wavenet import WaveNet
+from cnn_jax.models.wavenet_scorer import WaveNetScorer
 from cnn_jax.models.xception import Xception
 from cnn_jax.models.zipcode import ZipCodeNet
 from cnn_jax.style.wct import WCTAutoencoder
