@@ -30,7 +30,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from cnn_jax.style.features import VGGFeatures, min_image_size, preprocess, select_params
+from cnn_jax.style import fast_vgg
+from cnn_jax.style.features import min_image_size, preprocess
 from cnn_jax.style.losses import StyleWeights, gram_matrix, total_loss
 
 __all__ = [
@@ -102,17 +103,19 @@ def _make_optimizer(optimizer: str, learning_rate: float) -> optax.GradientTrans
     raise ValueError(f"`optimizer` (={optimizer!r}) must be 'lbfgs' or 'adam'")
 
 
-@functools.partial(jax.jit, static_argnames=("model", "preprocessing"))
-def _features(params, x, *, model, preprocessing):
-    return model.apply({"params": params}, preprocess(x, preprocessing))
+@functools.partial(jax.jit, static_argnames=("layers", "pooling", "preprocessing"))
+def _features(prepared, x, *, layers, pooling, preprocessing):
+    return fast_vgg.features(prepared, preprocess(x, preprocessing), layers, pooling)
 
 
-@functools.partial(jax.jit, static_argnames=("model", "weights", "preprocessing", "tx", "n"))
-def _run(params, x, opt_state, content_t, style_g, coef, *, model, weights, preprocessing, tx, n):
+@functools.partial(jax.jit, static_argnames=("pooling", "weights", "preprocessing", "tx", "n"))
+def _run(prep, x, opt_state, content_t, style_g, coef, *, pooling, weights, preprocessing, tx, n):
     # the layers are static, the loss weights (alpha, beta, tv) traced: one compilation
-    # serves every weighting
+    # serves every weighting. The network is fast_vgg's: its convolutions keep XLA:CPU's
+    # canonical form inside the loops (see cnn_jax.style.fast_vgg).
     def loss_fn(img: Array) -> Array:
-        feats = model.apply({"params": params}, preprocess(img[None], preprocessing))
+        pre = preprocess(img[None], preprocessing)
+        feats = fast_vgg.features(prep, pre, weights.layers, pooling)
         _, parts = total_loss(feats, img[None], content_t, style_g, weights)
         return (coef[0] * parts["content"] + coef[1] * parts["style"] + coef[2] * parts["tv"])[0]
 
@@ -189,12 +192,15 @@ def stylize(
     if optimizer not in ("lbfgs", "adam"):
         raise ValueError(f"`optimizer` (={optimizer!r}) must be 'lbfgs' or 'adam'")
     tx = _make_optimizer(optimizer, float(learning_rate))
-    model = VGGFeatures(layers=weights.layers, pooling=pooling)
-    params = select_params(params, weights.layers)
-    feats = functools.partial(_features, model=model, preprocessing=preprocessing)
-    fc = feats(params, content[None])
+    if pooling not in ("max", "avg"):
+        raise ValueError(f"`pooling` (={pooling!r}) must be 'max' or 'avg'")
+    prepared = fast_vgg.prepare(params, weights.layers)
+    feats = functools.partial(
+        _features, layers=weights.layers, pooling=pooling, preprocessing=preprocessing
+    )
+    fc = feats(prepared, content[None])
     content_t = {n: fc[n] for n in weights.content_layers}
-    fs = feats(params, style[None])
+    fs = feats(prepared, style[None])
     style_g = {n: gram_matrix(fs[n]) for n in weights.style_layers}
     if isinstance(init, str) and init == "noise":
         if key is None:
@@ -216,13 +222,13 @@ def stylize(
     while done < steps:
         n = min(every, steps - done)
         x, state, values, last = _run(
-            params,
+            prepared,
             x,
             state,
             content_t,
             style_g,
             coef,
-            model=model,
+            pooling=pooling,
             weights=unit,
             preprocessing=preprocessing,
             tx=tx,

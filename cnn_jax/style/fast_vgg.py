@@ -1,0 +1,162 @@
+"""VGG-19's features as a function of prepared parameters, for optimizing an image.
+
+:class:`~cnn_jax.style.features.VGGFeatures` computes the same values; this is the form
+:func:`cnn_jax.style.stylize` differentiates inside its jit-compiled optimization loop.
+Each 3x3 convolution is a ``jax.custom_vjp`` whose input gradient is a plain
+forward convolution of the output gradient with the kernel flipped in space and with
+its input and output channels swapped (``kernel_t``), which :func:`prepare` computes
+once, outside the loop, and which enters the loop as an argument.
+
+Why: differentiated automatically, the input gradient of ``lax.conv_general_dilated``
+is a convolution with a reversed kernel whose channel dimensions are swapped in the
+convolution's dimension numbers (``01oi``). Outside a loop, XLA:CPU inserts a
+transpose and runs its Eigen convolution; inside a ``while`` loop (``lax.scan``,
+``optax.lbfgs``' line search) the swap stays in the convolution, which XLA:CPU then
+computes with its generic loop emitter instead of Eigen, several times slower for
+VGG-19's backward pass. With ``kernel_t`` prepared, every convolution of the
+value-and-gradient has XLA:CPU's canonical ``NHWC x HWIO -> NHWC`` form, in a loop or
+not.
+
+The derivative is exact for any use: the output does not depend on ``kernel_t``
+(its cotangent is zero), the kernel's is ``lax``'s, and the input's equals ``lax``'s
+whenever ``kernel_t`` is ``transpose_kernel(kernel)`` (which :func:`prepare` ensures).
+Only reverse mode is defined (``jax.custom_vjp``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from cnn_jax import ops
+from cnn_jax.style.features import _BLOCKS, _TABLE, check_layers, min_image_size, select_params
+
+__all__ = ["conv3x3", "features", "prepare", "transpose_kernel"]
+
+Array = Any
+_DN = ("NHWC", "HWIO", "NHWC")
+_PAD = ((1, 1), (1, 1))
+
+
+def _conv(x: Array, kernel: Array) -> Array:
+    return lax.conv_general_dilated(x, kernel, (1, 1), _PAD, dimension_numbers=_DN)
+
+
+def transpose_kernel(kernel: Array) -> Array:
+    """``(3, 3, C_in, C_out)`` -> ``(3, 3, C_out, C_in)``, flipped in space (input gradient)."""
+    return jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2)
+
+
+@jax.custom_vjp
+def conv3x3(x: Array, kernel: Array, kernel_t: Array) -> Array:
+    """A 3x3, stride-1, padding-1 ``NHWC x HWIO`` convolution.
+
+    Args:
+      x: ``(N, H, W, C_in)``.
+      kernel: ``(3, 3, C_in, C_out)``.
+      kernel_t: ``transpose_kernel(kernel)``, used only by the input gradient.
+
+    Returns:
+      ``(N, H, W, C_out)``, ``lax.conv_general_dilated``'s value.
+    """
+    return _conv(x, kernel)
+
+
+def _conv3x3_fwd(x: Array, kernel: Array, kernel_t: Array) -> tuple[Array, tuple]:
+    return _conv(x, kernel), (x, kernel, kernel_t)
+
+
+def _conv3x3_bwd(res: tuple, g: Array) -> tuple[Array, Array, Array]:
+    x, kernel, kernel_t = res
+    _, kernel_vjp = jax.vjp(lambda k: _conv(x, k), kernel)
+    (dk,) = kernel_vjp(g)  # removed by XLA where no one uses it
+    return _conv(g, kernel_t), dk, jnp.zeros_like(kernel_t)
+
+
+conv3x3.defvjp(_conv3x3_fwd, _conv3x3_bwd)
+
+
+def prepare(params: Mapping[str, Any], layers: Sequence[str]) -> dict[str, dict[str, Array]]:
+    """The VGG-19 parameters ``layers`` need, each with its ``kernel_t``.
+
+    Args:
+      params: a VGG-19 ``params`` tree (``cnn_jax.models.VGG19``'s or
+        ``cnn_jax.style.load_vgg19``'s).
+      layers: the layer names to compute.
+
+    Returns:
+      ``{'features_{i}': {'kernel', 'bias', 'kernel_t'}}``.
+
+    Raises:
+      ValueError: for unknown layers or missing modules (``select_params``).
+    """
+    selected = select_params(params, layers)
+    return {
+        name: {
+            "kernel": jnp.asarray(p["kernel"]),
+            "bias": jnp.asarray(p["bias"]),
+            "kernel_t": transpose_kernel(jnp.asarray(p["kernel"])),
+        }
+        for name, p in selected.items()
+    }
+
+
+def features(
+    prepared: Mapping[str, Mapping[str, Array]],
+    x: Array,
+    layers: Sequence[str],
+    pooling: str = "max",
+) -> dict[str, Array]:
+    """``VGGFeatures(layers, pooling).apply({'params': params}, x)``, from :func:`prepare`'s tree.
+
+    Args:
+      prepared: :func:`prepare`'s result for (at least) ``layers``.
+      x: preprocessed ``(N, H, W, 3)`` images.
+      layers: the layer names to return.
+      pooling: ``'max'`` or ``'avg'``.
+
+    Returns:
+      ``{layer: (N, h, w, C)}``.
+
+    Raises:
+      ValueError: for bad layers or pooling, input that is not ``(N, H, W, 3)``, or
+        smaller than :func:`~cnn_jax.style.features.min_image_size` of the layers.
+    """
+    layers = check_layers(layers)
+    if pooling not in ("max", "avg"):
+        raise ValueError(f"`pooling` (={pooling!r}) must be 'max' or 'avg'")
+    need = min_image_size(layers)
+    if x.ndim != 4 or x.shape[-1] != 3:
+        raise ValueError(f"features needs (N, H, W, 3) images, got shape {x.shape}")
+    if min(x.shape[1:3]) < need:
+        raise ValueError(
+            f"images of {x.shape[1]}x{x.shape[2]} are too small for layers "
+            f"{tuple(layers)}: each side must be at least {need}"
+        )
+    deepest = max(_TABLE[n][0] for n in layers)
+    wanted = set(layers)
+    out: dict[str, Array] = {}
+    h, index = x, 0
+    for b, widths in enumerate(_BLOCKS, start=1):
+        for i in range(1, len(widths) + 1):
+            p = prepared[f"features_{index}"]
+            h = conv3x3(h, p["kernel"], p["kernel_t"]) + p["bias"]
+            if f"conv{b}_{i}" in wanted:
+                out[f"conv{b}_{i}"] = h
+            h = jax.nn.relu(h)
+            if f"relu{b}_{i}" in wanted:
+                out[f"relu{b}_{i}"] = h
+            index += 2
+            if index > deepest:
+                return out
+        h = ops.max_pool(h, 2, 2) if pooling == "max" else ops.avg_pool(h, 2, 2)
+        if f"pool{b}" in wanted:
+            out[f"pool{b}"] = h
+        index += 1
+        if index > deepest:
+            return out
+    return out
