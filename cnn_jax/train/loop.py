@@ -36,7 +36,8 @@ of the state and of every checkpoint.
 The run, in order: check the config, lock the workdir, set up (data, model, optimizer,
 the fresh, loaded or restored state, devices, compiled steps), train (steps, logs,
 evaluations, checkpoints), finish (the summary). The pieces live beside this module:
-``config``, ``build``, ``parallel``, ``divergence``, ``plateau``, ``workdir_lock``.
+``config``, ``build``, ``parallel``, ``evaluation``, ``divergence``, ``plateau``,
+``workdir_lock``.
 """
 
 from __future__ import annotations
@@ -48,13 +49,12 @@ import time
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from absl import logging
 from ml_collections import ConfigDict
 
 from cnn_jax import data as data_lib
-from cnn_jax.train import build, steps
+from cnn_jax.train import build, evaluation, steps
 from cnn_jax.train.checkpoint import Checkpointer
 from cnn_jax.train.config import KNOWN_KEYS, REQUIRED, validate_config
 from cnn_jax.train.divergence import TrainingDivergedError, check_finite, check_params_finite
@@ -269,7 +269,7 @@ class _Loop:
         """Runs the steps from the start step to the last, or to a preemption."""
         run = self.run
         if self.step >= run.num_steps:  # a finished workdir run again: its final evaluation
-            self.test_metrics = _evaluate(
+            self.test_metrics = evaluation.evaluate(
                 run.p_eval, self.state, run.eval_iter, run.input_key, run.par, run.summarize
             )
         run.train_iter.step = self.step
@@ -332,7 +332,7 @@ class _Loop:
         """One pass over the test split, then reduce-on-plateau; not counted as training."""
         run = self.run
         t_eval = time.perf_counter()
-        self.test_metrics = _evaluate(
+        self.test_metrics = evaluation.evaluate(
             run.p_eval, self.state, run.eval_iter, run.input_key, run.par, run.summarize
         )
         run.writer.write(self.step, "test", self.test_metrics)
@@ -388,40 +388,6 @@ class _Loop:
             self.last_ckpt = self.step
         else:
             self.held = (self.step, tree, extra)
-
-
-def _evaluate(
-    p_eval: Any,
-    state: TrainState,
-    eval_iter: Any,
-    input_key: str,
-    par: Parallel,
-    summarize: Any = None,
-) -> dict[str, float]:
-    """One pass over the test split; sums stay on the device until the end.
-
-    The loss's extra sums (``Loss.eval_sums``, e.g. a confusion matrix) are summed like
-    the others and turned into metrics by ``summarize``.
-    """
-    eval_iter.step = 0
-    totals = None
-    for batch in eval_iter:
-        out = p_eval(state, par.batch(build.model_inputs(batch, input_key)))
-        totals = out if totals is None else jax.tree.map(jnp.add, totals, out)
-    host = par.host(totals)
-    basic = ("loss", "top1", "top5", "count")
-    totals = {k: float(host[k]) for k in basic}
-    count = max(totals["count"], 1.0)
-    metrics = {
-        "loss": totals["loss"] / count,
-        "accuracy": totals["top1"] / count,
-        "top5_accuracy": totals["top5"] / count,
-        "count": totals["count"],
-    }
-    extra = {k: np.asarray(v) for k, v in host.items() if k not in basic}
-    if extra and summarize is not None:
-        metrics.update(summarize(extra))
-    return metrics
 
 
 def _finish(run: _Run, loop: _Loop) -> dict[str, Any]:
