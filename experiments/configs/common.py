@@ -18,24 +18,36 @@ def base_config() -> ConfigDict:
     return default_config()
 
 
-def runlocal(c: ConfigDict, steps: int = 20) -> ConfigDict:
+def runlocal(
+    c: ConfigDict,
+    steps: int = 20,
+    *,
+    batch_size: int = 32,
+    eval_batch_size: int = 1000,
+    keep_dataset_options: bool = False,
+) -> ConfigDict:
     """Shrinks a config to a few seconds: ``steps`` steps, small batches, frequent logs.
 
     Args:
       c: the config to shrink (modified in place).
       steps: training steps.
+      batch_size: the training batch.
+      eval_batch_size: the evaluation batch.
+      keep_dataset_options: keep ``c.dataset_options`` (default: cleared, so a subset
+        or resolution option of the full run does not apply).
 
     Returns:
       ``c``.
     """
-    c.batch_size = 32
-    c.eval_batch_size = 1000
+    c.batch_size = batch_size
+    c.eval_batch_size = eval_batch_size
     c.num_epochs = None
     c.num_train_steps = steps
     c.log_every_steps = max(steps // 4, 1)
     c.eval_every_steps = steps
     c.checkpoint_every_steps = max(steps // 2, 1)
-    c.dataset_options = ConfigDict()
+    if not keep_dataset_options:
+        c.dataset_options = ConfigDict()
     return c
 
 

@@ -47,12 +47,8 @@ def get_config(arg: str | None = None):
     c.optim.max_norm_params = ("output/kernel",)
     c.log_every_steps = 50
     if "runlocal" in variants:
-        options = dict(c.dataset_options)
-        runlocal(c, steps=10)
-        c.dataset_options.update(options)
+        runlocal(c, steps=10, batch_size=16, eval_batch_size=256, keep_dataset_options=True)
         c.dataset_options.max_length = 30
-        c.batch_size = 16
-        c.eval_batch_size = 256
         c.progress_bar = False
         c.model_kwargs.embed_dim = 16
         c.model_kwargs.channels = 16

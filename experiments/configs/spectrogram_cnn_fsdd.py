@@ -47,12 +47,8 @@ def get_config(arg: str | None = None):
     if "index" in variants:
         c.dataset_options.test_speakers = None
     if "runlocal" in variants:
-        options = dict(c.dataset_options)
-        runlocal(c, steps=8)
-        c.dataset_options.update(options)
+        runlocal(c, steps=8, batch_size=16, eval_batch_size=256, keep_dataset_options=True)
         c.dataset_options.audio_length = 2400
-        c.batch_size = 16
-        c.eval_batch_size = 256
         c.optim.schedule = "constant"
         c.progress_bar = False
         c.model_kwargs.widths = (8, 8, 8)
