@@ -20,6 +20,7 @@ import logging as std_logging
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from absl import app, flags, logging
 from ml_collections import config_flags
@@ -104,6 +105,27 @@ def _unknown_override(argv: list[str]) -> str | None:
     return None
 
 
+#: The two ways to give the run length (set exactly one).
+RUN_LENGTH_KEYS = ("num_epochs", "num_train_steps")
+
+
+def run_length_from_command_line(config: Any, argv: list[str]) -> None:
+    """One run length given by ``--config.<key>`` replaces the config file's other one.
+
+    A config file sets ``num_epochs`` or ``num_train_steps``; ``--config.num_train_steps=N``
+    on a file that sets epochs (or the reverse) then means "this long instead", not "both"
+    (which ``validate_config`` refuses). Flags cannot set None, so the launcher does it.
+    """
+    given = [
+        key
+        for key in RUN_LENGTH_KEYS
+        if any(a == f"--config.{key}" or a.startswith(f"--config.{key}=") for a in argv[1:])
+    ]
+    if len(given) == 1:
+        (other,) = (k for k in RUN_LENGTH_KEYS if k not in given)
+        config[other] = None
+
+
 def main(argv: list[str]) -> None:
     """Sets up the process (host memory, XLA flags, TensorFlow), joins the hosts, trains."""
     if len(argv) > 1:
@@ -139,6 +161,7 @@ def main(argv: list[str]) -> None:
     from cnn_jax.train.divergence import TrainingDivergedError
     from cnn_jax.train.workdir_lock import WorkdirLockedError
 
+    run_length_from_command_line(FLAGS.config, sys.argv)
     try:
         train_and_evaluate(FLAGS.config, FLAGS.workdir)
     except (

@@ -238,3 +238,39 @@ def test_unknown_override_names_the_key_and_the_keys_nearby(tmp_path):
     assert "Traceback" not in out.stderr, out.stderr
     assert "--config.optim.momentun: the config has no key 'optim.momentun'" in out.stderr
     assert "did you mean optim.momentum" in out.stderr and "optim.nesterov" in out.stderr
+
+
+def test_a_run_length_on_the_command_line_replaces_the_config_files_other():
+    """LeNet-5's config sets epochs; ``--config.num_train_steps`` means steps instead."""
+    from experiments.configs import lenet5_mnist
+    from experiments.main import run_length_from_command_line
+
+    c = lenet5_mnist.get_config()
+    c.lock()
+    assert c.num_epochs is not None and c.num_train_steps is None
+    run_length_from_command_line(c, ["main", "--config.num_train_steps=7"])
+    assert (c.num_epochs, c.num_train_steps) == (None, None)  # set by the flag parser
+    c.num_train_steps = 7
+    validate_config(c)
+    c = lenet5_mnist.get_config("runlocal")  # sets steps
+    run_length_from_command_line(c, ["main", "--config.num_epochs", "2"])
+    assert c.num_train_steps is None
+    both = lenet5_mnist.get_config()
+    run_length_from_command_line(
+        both, ["main", "--config.num_epochs=1", "--config.num_train_steps=3"]
+    )
+    assert both.num_epochs is not None  # both given: left to validate_config's error
+
+
+@pytest.mark.slow
+def test_launcher_runs_steps_on_an_epochs_config(tmp_path):
+    out = _launch(
+        "--config=experiments/configs/lenet5_mnist.py",
+        f"--workdir={tmp_path}",
+        "--config.num_train_steps=2",
+        "--config.eval_every_steps=2",
+        "--config.progress_bar=False",
+        "--config.eval_batch_size=1000",
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "steps=2" in out.stderr, out.stderr[-3000:]

@@ -241,7 +241,8 @@ def validate_config(config: ConfigDict) -> None:
         raise ValueError(
             f"set one of `config.num_epochs` (={config.num_epochs!r}) and "
             f"`config.num_train_steps` (={config.num_train_steps!r}), not both: the run "
-            "length would be ambiguous (set the other to None)"
+            "length would be ambiguous (set the other to None; the launcher does so when "
+            "one of them is given on its command line)"
         )
     from cnn_jax.train import losses, plateau
 
