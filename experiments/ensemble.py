@@ -195,7 +195,7 @@ def main(argv: list[str]) -> None:
         boosted = ensemble.boost(FLAGS.boost, FLAGS.out, FLAGS.rounds)
         dirs = boosted["workdirs"]
         if not dirs:
-            raise app.UsageError(f"boosting kept no member: {boosted.get('stopped')}")
+            raise SystemExit(f"boosting kept no member: {boosted.get('stopped')}")
     else:
         dirs = expand(FLAGS.members)
         if not dirs:
