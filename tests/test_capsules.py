@@ -133,6 +133,36 @@ def test_strided_valid_conv_equals_lax():
         np.testing.assert_allclose(strided_valid_conv(x, w, s), ref, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize(
+    "shape,k,s",
+    [((2, 20, 20, 3), 9, 2), ((1, 21, 19, 2), 9, 2), ((2, 13, 14, 3), 4, 3), ((1, 9, 9, 2), 3, 2)],
+)
+def test_strided_valid_conv_gradients_equal_lax_float64(shape, k, s):
+    """The matrix-product input gradient and the kernel gradient against lax's, float64."""
+    with jax.enable_x64(True):
+        x = jax.random.normal(jax.random.key(0), shape, jnp.float64)
+        w = jax.random.normal(jax.random.key(1), (k, k, shape[-1], 4), jnp.float64)
+
+        def ref(x, w):
+            return jax.lax.conv_general_dilated(
+                x, w, (s, s), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC")
+            )
+
+        y = ref(x, w)
+        ct = jax.random.normal(jax.random.key(2), y.shape, jnp.float64)
+        out, pull = jax.vjp(lambda x, w: strided_valid_conv(x, w, s), x, w)
+        want = jax.vjp(ref, x, w)[1](ct)
+        np.testing.assert_allclose(out, y, rtol=1e-12, atol=1e-12)
+        for got, exp in zip(pull(ct), want):
+            np.testing.assert_allclose(got, exp, rtol=1e-12, atol=1e-12)
+        # the derivative is itself differentiable (reverse over reverse)
+        gg = jax.grad(
+            lambda x: jnp.sum(jax.grad(lambda x: jnp.sum(strided_valid_conv(x, w, s) ** 2))(x) ** 2)
+        )
+        gr = jax.grad(lambda x: jnp.sum(jax.grad(lambda x: jnp.sum(ref(x, w) ** 2))(x) ** 2))
+        np.testing.assert_allclose(gg(x), gr(x), rtol=1e-10, atol=1e-10)
+
+
 def test_primary_caps_shapes():
     x = jnp.ones((2, 20, 20, 16))
     layer = PrimaryCaps(num_maps=4, caps_dim=8)
@@ -259,3 +289,18 @@ def test_affnist_like_deterministic():
     shifted = make_affnist_like(images, seed=1, affine=False)
     assert shifted.shape == (20, 40, 40, 1)
     np.testing.assert_array_equal(shifted.reshape(20, -1).sum(-1), images.reshape(20, -1).sum(-1))
+
+
+def test_affnist_like_options_canvas_and_test_size(tmp_path):
+    """canvas=28 with every range 0 is the digits themselves; bad options name themselves."""
+    from cnn_jax.data.multimnist import AFFNIST_LIKE, _affnist_local
+
+    images, _ = _fake_mnist(10)
+    same = make_affnist_like(
+        images, seed=2, canvas=28, max_rotation=0, max_scale=0, max_shear=0, max_shift=0
+    )
+    np.testing.assert_array_equal(same, images)
+    opts = dict(AFFNIST_LIKE.options)
+    for key, bad in (("canvas", 27), ("test_size", 0), ("max_scale", 1.0), ("max_shift", -1)):
+        with pytest.raises(ValueError, match=key):
+            _affnist_local(tmp_path, {**opts, key: bad})

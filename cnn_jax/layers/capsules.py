@@ -167,15 +167,22 @@ def _routing(
     return v, jnp.concatenate([cs, c[None]], axis=0)
 
 
-def strided_valid_conv(x: Array, kernel: Array, stride: int) -> Array:
-    """A valid, strided 2-D convolution computed as a stride-1 one on space-to-depth input.
+_DN = ("NHWC", "HWIO", "NHWC")
 
-    ``out[o] = sum_k x[s*o + k] w[k]``; writing ``k = s*a + p`` (the kernel zero-padded
-    to a multiple of ``s``) gives ``sum_{a,p} x_s2d[o + a, p] w[s*a + p]``: a stride-1
-    convolution over ``(H/s, W/s, s*s*C)``. Equal to ``lax.conv_general_dilated`` with
-    ``window_strides=(s, s)``, ``'VALID'``; its input gradient is a plain convolution
-    rather than an input-dilated one, which XLA:CPU runs about 80x faster for
-    PrimaryCaps' shapes (docs/ENGINEERING.md, "CPU tuning").
+
+def strided_valid_conv(x: Array, kernel: Array, stride: int) -> Array:
+    """A valid, strided 2-D convolution whose input gradient is one matrix product.
+
+    The value is ``lax.conv_general_dilated`` with ``window_strides=(s, s)`` and
+    ``'VALID'`` padding; so is the kernel gradient. The input gradient, which XLA:CPU
+    would compute as an input-dilated convolution (tens of seconds for PrimaryCaps'
+    shapes) or, on space-to-depth input, as a stride-1 "full" convolution that
+    multiplies mostly zero padding (2.8x the useful products for PrimaryCaps), is
+    computed as what it is: every output position's cotangent times the kernel
+    (``(N*H'*W', C_out) @ (C_out, k*k*C)``, the useful products only), then each of
+    the ``k*k`` taps added into its place (:func:`_col2im`; docs/ENGINEERING.md,
+    "CPU tuning"). Differentiable in reverse mode (the derivative is a ``custom_vjp``
+    written in differentiable operations), not in forward mode.
 
     Args:
       x: ``(N, H, W, C)``.
@@ -185,22 +192,55 @@ def strided_valid_conv(x: Array, kernel: Array, stride: int) -> Array:
     Returns:
       ``(N, (H - k) // s + 1, (W - k) // s + 1, C_out)``.
     """
-    dn = ("NHWC", "HWIO", "NHWC")
-    n, h, w, c = x.shape
-    k = kernel.shape[0]
+    if stride == 1:
+        return lax.conv_general_dilated(x, kernel, (1, 1), "VALID", dimension_numbers=_DN)
+    return _strided_conv(x, kernel, int(stride))
+
+
+def _lax_strided(x: Array, kernel: Array, stride: int) -> Array:
+    return lax.conv_general_dilated(x, kernel, (stride, stride), "VALID", dimension_numbers=_DN)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _strided_conv(x: Array, kernel: Array, stride: int) -> Array:
+    return _lax_strided(x, kernel, stride)
+
+
+def _strided_conv_fwd(x: Array, kernel: Array, stride: int) -> tuple[Array, tuple[Array, Array]]:
+    return _lax_strided(x, kernel, stride), (x, kernel)
+
+
+def _strided_conv_bwd(stride: int, res: tuple[Array, Array], dy: Array) -> tuple[Array, Array]:
+    x, kernel = res
+    dk = jax.vjp(lambda k: _lax_strided(x, k, stride), kernel)[1](dy)[0]
+    n, oh, ow, c_out = dy.shape
+    k, kw, c, _ = kernel.shape
+    cols = jnp.dot(dy.reshape(-1, c_out), kernel.reshape(k * kw * c, c_out).T)
+    dx = _col2im(cols.reshape(n, oh, ow, k, kw, c), x.shape[1], x.shape[2], stride)
+    return dx.astype(x.dtype), dk.astype(kernel.dtype)
+
+
+_strided_conv.defvjp(_strided_conv_fwd, _strided_conv_bwd)
+
+
+def _col2im(cols: Array, h: int, w: int, stride: int) -> Array:
+    """``dx[n, s*i + a, s*j + b] += cols[n, i, j, a, b]``: ``(N, H', W', k, k, C) -> (N, H, W, C)``.
+
+    The taps of one phase ``(a % s, b % s)`` land on one ``s``-times subsampled plane
+    at offsets ``(a // s, b // s)``; the ``s * s`` planes are then interleaved.
+    """
+    n, oh, ow, kh, kw, c = cols.shape
     s = stride
-    if s == 1:
-        return lax.conv_general_dilated(x, kernel, (1, 1), "VALID", dimension_numbers=dn)
-    kp = -(-k // s) * s
-    kernel = jnp.pad(kernel, ((0, kp - k), (0, kp - k), (0, 0), (0, 0)))
-    hp, wp = -(-h // s) * s, -(-w // s) * s
-    x = jnp.pad(x, ((0, 0), (0, hp - h), (0, wp - w), (0, 0)))
-    xs = x.reshape(n, hp // s, s, wp // s, s, c).transpose(0, 1, 3, 2, 4, 5)
-    xs = xs.reshape(n, hp // s, wp // s, s * s * c)
-    ks = kernel.reshape(kp // s, s, kp // s, s, c, -1).transpose(0, 2, 1, 3, 4, 5)
-    ks = ks.reshape(kp // s, kp // s, s * s * c, -1)
-    y = lax.conv_general_dilated(xs, ks, (1, 1), "VALID", dimension_numbers=dn)
-    return y[:, : (h - k) // s + 1, : (w - k) // s + 1]
+    ph, pw = oh + -(-kh // s) - 1, ow + -(-kw // s) - 1
+    planes = [[jnp.zeros((n, ph, pw, c), cols.dtype) for _ in range(s)] for _ in range(s)]
+    for a in range(kh):
+        for b in range(kw):
+            i, j = a // s, b // s
+            plane = planes[a % s][b % s]
+            planes[a % s][b % s] = plane.at[:, i : i + oh, j : j + ow].add(cols[:, :, :, a, b])
+    x = jnp.stack([jnp.stack(row, axis=3) for row in planes], axis=2)  # (n, ph, s, pw, s, c)
+    x = x.reshape(n, ph * s, pw * s, c)[:, :h, :w]
+    return jnp.pad(x, ((0, 0), (0, h - x.shape[1]), (0, w - x.shape[2]), (0, 0)))
 
 
 class PrimaryCaps(nn.Module):
@@ -209,7 +249,8 @@ class PrimaryCaps(nn.Module):
     The paper's layer: 32 maps of 8-D capsules from a 9x9, stride-2 valid convolution
     (on MNIST's 20x20x256 Conv1 output: 6x6x32 = 1152 capsules), each squashed. The
     parameters are a ``kernel`` ``(k, k, C_in, num_maps * caps_dim)`` (HWIO) and a
-    ``bias``; the convolution runs as :func:`strided_valid_conv`.
+    ``bias``; the convolution runs as :func:`strided_valid_conv` (its input gradient
+    one matrix product).
 
     Attributes:
       num_maps: capsule maps (channels of capsules).
