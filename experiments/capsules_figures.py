@@ -6,9 +6,10 @@ Command (from the repository root, after a run of ``experiments/configs/capsnet_
 
 Writes into ``--workdir`` (PNG, matplotlib):
 
-* ``capsules_reconstructions.png``: test images and their reconstructions from the
-  longest capsule (MultiMNIST: each of the two longest capsules separately, drawn in
-  two colours over the input);
+* ``capsules_reconstructions.png``: test images (titled with their true and predicted
+  classes) over their reconstructions from the longest capsule (MultiMNIST: each of
+  the two longest capsules reconstructed separately, the longest in red, the second
+  in green, overlaid; yellow where both draw);
 * ``capsules_perturbations.png``: the paper's figure 4 for one test digit: each of the
   16 dimensions of its DigitCaps vector moved by -0.25 ... 0.25 in steps of 0.05, the
   others kept, through the decoder;
@@ -156,7 +157,12 @@ def write_figures(config: Any, workdir: str, num_images: int = 8, index: int = 0
         mask = np.asarray(jax.nn.one_hot(top[:, r], lengths.shape[-1]))
         recs.append(np.asarray(decode(jnp.asarray(v), jnp.asarray(mask)))[..., 0])
     recs = np.stack(recs, axis=1)
-    titles = [f"pred {','.join(map(str, t))}" for t in top]
+    labels = np.asarray(test["label"][: len(images)])
+    true = [np.flatnonzero(lab) if lab.ndim else [int(lab)] for lab in labels]
+    titles = [
+        f"true {','.join(map(str, t))}\npred {','.join(map(str, p))}"
+        for t, p in zip(true, top, strict=True)
+    ]
     paths = []
     n = num_images
     for name, fig in (

@@ -6,6 +6,9 @@ Command (from the repository root, in the venv; an accelerator job):
 
 Variants (``config.py:variant[,variant]``):
   runlocal  a few steps on a small generated set, for smoke tests (seconds).
+  cpu       the CPU-budget run: 200 steps of batch 32 (6,400 of 60,000 generated
+            pairs) at a constant learning rate, evaluated on 2,000 test pairs at the
+            end (a step takes seconds on 2 cores, an evaluated example about 0.1 s).
 
 Data: ``multimnist`` (``cnn_jax.data.multimnist``): two MNIST digits of different
 classes, each shifted by up to 4 pixels on 36x36, overlaid; labels multi-hot. The
@@ -27,7 +30,7 @@ from experiments.configs.common import base_config, parse_variants, runlocal
 
 def get_config(arg: str | None = None):
     """Returns the config; ``arg`` selects variants (see the module docstring)."""
-    variants = parse_variants(arg, ("runlocal",))
+    variants = parse_variants(arg, ("runlocal", "cpu"))
     c = base_config()
     c.model = "capsnet"
     c.model_kwargs.num_iterations = 3
@@ -45,6 +48,16 @@ def get_config(arg: str | None = None):
     c.optim.schedule = "exponential"
     c.optim.decay_factor = 0.96
     c.log_every_steps = 100
+    if "cpu" in variants:
+        c.dataset_options.train_size = 60_000
+        c.dataset_options.test_size = 2_000
+        c.batch_size = 32
+        c.num_epochs = None
+        c.num_train_steps = 200
+        c.optim.schedule = "constant"
+        c.log_every_steps = 50
+        c.eval_every_steps = 200
+        c.checkpoint_every_steps = 100
     if "runlocal" in variants:
         runlocal(c, steps=6)
         c.dataset_options.train_size = 64
