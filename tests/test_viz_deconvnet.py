@@ -8,7 +8,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cnn_jax.models import VGG, VGG11, AlexNet, CNNMnist, LeNet5, LeNet5Modern
+from cnn_jax.layers import BatchNorm
+from cnn_jax.layers.norm import LocalResponseNorm
+from cnn_jax.models import VGG, VGG11, AlexNet, AlexNetPaper, CNNMnist, LeNet5, LeNet5Modern, ZFNet
 from cnn_jax.viz import (
     Conv,
     MaxPool,
@@ -118,6 +120,13 @@ def _deconv_relu(x):
 _deconv_relu.defvjp(lambda x: (jax.nn.relu(x), None), lambda _, g: (jax.nn.relu(g),))
 
 
+class _PassThroughLRN(LocalResponseNorm):
+    """The LRN's value with the identity as its derivative (the deconvnet's rule)."""
+
+    def __call__(self, x):
+        return x + jax.lax.stop_gradient(super().__call__(x) - x)
+
+
 def _perturbed_stats(v):
     if "batch_stats" not in v:
         return v
@@ -135,6 +144,12 @@ MODELS = {
     # Overlapping 3x3 stride-2 pooling: unpooling adds the values of shared maxima.
     "alexnet": pytest.param(
         (lambda: AlexNet(num_classes=3), (1, 63, 63, 3), "pool2"), marks=pytest.mark.slow
+    ),
+    # LRN passed through; ceil-mode pooling; strided convolutions with padding 1 and 0.
+    "zfnet": (lambda: ZFNet(num_classes=3), (1, 63, 63, 3), "conv3"),
+    # Two towers: grouped convolutions and LRN within each half of the maps.
+    "alexnet_paper": pytest.param(
+        (lambda: AlexNetPaper(num_classes=3), (1, 63, 63, 3), "conv5"), marks=pytest.mark.slow
     ),
 }
 
@@ -159,6 +174,8 @@ def test_stack_matches_model_taps_and_a_modified_backprop(case):
     if isinstance(model, LeNet5Modern):  # no `act` field: swap nn.relu inside the module
         return _check_lenet_by_vjp(model, v, x, layer, channel, got)
     deconv_model = model.clone(act=_deconv_relu)
+    if isinstance(model, (ZFNet, AlexNetPaper)):
+        deconv_model = model.clone(act=_deconv_relu, norm=_PassThroughLRN)
     f = lambda xx: tap(deconv_model, v, xx, layer)[layer]  # noqa: E731
     out, vjp = jax.vjp(f, x)
     (want,) = vjp(select(out, channel))
@@ -220,6 +237,8 @@ def test_errors_name_the_argument():
     tanh_vgg = VGG11(num_classes=10, act=nn.tanh)
     with pytest.raises(ValueError, match="needs ReLU"):
         deconv_stack(tanh_vgg, {"params": {}})
+    with pytest.raises(ValueError, match="ZFNet\\.norm must be LocalResponseNorm"):
+        deconv_stack(ZFNet(norm=BatchNorm), {"params": {}})
 
 
 def test_top_projections_patches_boxes_and_projections(rng):

@@ -10,11 +10,22 @@ from cnn_jax.models.intermediates import tap, tap_names
 from cnn_jax.viz import plots
 from cnn_jax.viz.analysis import confusion_matrix, crop, read_metrics, top_activations
 from cnn_jax.viz.attribution import occlusion, occlusion_positions, saliency
-from cnn_jax.viz.deconvnet import Conv, MaxPool, ReLU, Trace, backward, forward, project, select
+from cnn_jax.viz.deconvnet import (
+    LRN,
+    Conv,
+    MaxPool,
+    ReLU,
+    Trace,
+    backward,
+    forward,
+    project,
+    select,
+)
 from cnn_jax.viz.stacks import deconv_stack, receptive_box
 from cnn_jax.viz.topk import TopProjections, top_projections
 
 __all__ = [
+    "LRN",
     "Conv",
     "MaxPool",
     "ReLU",

@@ -15,11 +15,13 @@ layer below in turn:
 * a convolution by the convolution with the *transposed* filters (each filter flipped
   in space and its input and output channels swapped: the adjoint of the convolution
   with the same strides and padding, computed exactly by ``jax.linear_transpose``);
-  biases are not used on the way down.
+  biases are not used on the way down;
+* a local response (contrast) normalization is passed through unchanged: the paper's
+  deconvnet does not invert it (:class:`LRN`, for ZFNet and AlexNet as published).
 
-A network is a sequence of :class:`Conv`, :class:`ReLU` and :class:`MaxPool` layers, each
-with a name (``cnn_jax.viz.stacks`` builds them from cnn_jax models and their trained
-variables). :func:`forward` runs it and records the switches; :func:`project` picks an
+A network is a sequence of :class:`Conv`, :class:`ReLU`, :class:`MaxPool` and :class:`LRN`
+layers, each with a name (``cnn_jax.viz.stacks`` builds them from cnn_jax models and their
+trained variables). :func:`forward` runs it and records the switches; :func:`project` picks an
 activation and projects it to pixel space. The layers are pytrees (their arrays are
 leaves, their geometry static), so both functions can be jitted.
 """
@@ -37,10 +39,11 @@ from flax import struct
 from jax import lax
 
 from cnn_jax import ops
+from cnn_jax.layers.norm import local_response_norm
 from cnn_jax.ops._validate import as_tuple
 from cnn_jax.ops.padding import resolve_padding
 
-__all__ = ["Conv", "Layer", "MaxPool", "ReLU", "Trace", "forward", "project", "select"]
+__all__ = ["LRN", "Conv", "Layer", "MaxPool", "ReLU", "Trace", "forward", "project", "select"]
 
 Array = Any
 Keep = Literal["max", "map"]
@@ -48,14 +51,15 @@ Keep = Literal["max", "map"]
 
 @struct.dataclass
 class Conv:
-    """A convolution ``ops.conv(x, kernel, bias, strides=..., padding=...)``.
+    """A convolution ``ops.conv(x, kernel, bias, strides=..., padding=..., groups=...)``.
 
     Attributes:
       name: the layer's name (its output's name).
-      kernel: ``(kh, kw, C_in, C_out)`` weights.
+      kernel: ``(kh, kw, C_in / groups, C_out)`` weights.
       bias: ``(C_out,)`` or None.
       strides: int or a pair.
       padding: any padding of ``cnn_jax.ops.padding``.
+      groups: channel groups (AlexNet's two towers: 2).
     """
 
     name: str = struct.field(pytree_node=False)
@@ -63,10 +67,18 @@ class Conv:
     bias: Array | None = None
     strides: Any = struct.field(pytree_node=False, default=1)
     padding: Any = struct.field(pytree_node=False, default="VALID")
+    groups: int = struct.field(pytree_node=False, default=1)
 
     def __call__(self, x: Array) -> Array:
         """The convolution of ``x``."""
-        return ops.conv(x, self.kernel, self.bias, strides=self.strides, padding=self.padding)
+        return ops.conv(
+            x,
+            self.kernel,
+            self.bias,
+            strides=self.strides,
+            padding=self.padding,
+            groups=self.groups,
+        )
 
     def transpose(self, y: Array, x_shape: tuple[int, ...]) -> Array:
         """The transposed filters applied to ``y``: the adjoint of the unbiased convolution."""
@@ -81,6 +93,7 @@ class Conv:
                 strides,
                 [tuple(p) for p in pads],
                 dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                feature_group_count=self.groups,
                 precision=lax.Precision.HIGHEST,
             )
 
@@ -125,7 +138,44 @@ class MaxPool:
         )
 
 
-Layer = Conv | ReLU | MaxPool
+@struct.dataclass
+class LRN:
+    """Local response normalization (``cnn_jax.layers.local_response_norm``) per tower.
+
+    On the way down the deconvnet passes the signal through unchanged, as Zeiler &
+    Fergus' did for their contrast normalization layers.
+
+    Attributes:
+      name: the layer's name.
+      size: channels in the window.
+      alpha: scale of the sum of squares.
+      beta: exponent.
+      k: additive constant.
+      alpha_over_n: ``alpha / size`` (PyTorch, Caffe) instead of ``alpha`` (paper).
+      towers: normalize within this many equal channel groups (AlexNet's two GPUs).
+    """
+
+    name: str = struct.field(pytree_node=False)
+    size: int = struct.field(pytree_node=False, default=5)
+    alpha: float = struct.field(pytree_node=False, default=1e-4)
+    beta: float = struct.field(pytree_node=False, default=0.75)
+    k: float = struct.field(pytree_node=False, default=2.0)
+    alpha_over_n: bool = struct.field(pytree_node=False, default=False)
+    towers: int = struct.field(pytree_node=False, default=1)
+
+    def __call__(self, x: Array) -> Array:
+        """The normalized ``x``."""
+        parts = jnp.split(x, self.towers, axis=-1)
+        out = [
+            local_response_norm(
+                t, self.size, self.alpha, self.beta, self.k, alpha_over_n=self.alpha_over_n
+            )
+            for t in parts
+        ]
+        return out[0] if len(out) == 1 else jnp.concatenate(out, axis=-1)
+
+
+Layer = Conv | ReLU | MaxPool | LRN
 
 
 @struct.dataclass
@@ -151,10 +201,12 @@ class Trace:
 
 def _check_layers(layers: Sequence[Layer]) -> tuple[Layer, ...]:
     if isinstance(layers, (str, bytes)) or not isinstance(layers, Sequence) or not layers:
-        raise TypeError(f"`layers` (={layers!r}) must be a non-empty sequence of Conv/ReLU/MaxPool")
+        raise TypeError(
+            f"`layers` (={layers!r}) must be a non-empty sequence of Conv/ReLU/MaxPool/LRN"
+        )
     for i, layer in enumerate(layers):
-        if not isinstance(layer, (Conv, ReLU, MaxPool)):
-            raise TypeError(f"`layers[{i}]` (={layer!r}) must be a Conv, ReLU or MaxPool")
+        if not isinstance(layer, (Conv, ReLU, MaxPool, LRN)):
+            raise TypeError(f"`layers[{i}]` (={layer!r}) must be a Conv, ReLU, MaxPool or LRN")
     names = [layer.name for layer in layers]
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
@@ -300,6 +352,8 @@ def backward(layers: Sequence[Layer], trace: Trace, signal: Array) -> Array:
             h = _unpool(lyr, h, trace.switches[i], x_in.shape[1:-1])
         elif isinstance(lyr, ReLU):
             h = jax.nn.relu(h)
+        elif isinstance(lyr, LRN):
+            pass  # not inverted: passed through (Zeiler & Fergus)
         else:
             h = lyr.transpose(h, x_in.shape)
     return h

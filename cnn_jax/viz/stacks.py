@@ -14,7 +14,12 @@ filters' transpose. Supported, with the layer names the stack gets (each equal t
   ``relu{b}_{j}``, ``block{b}``;
 * ``LeNet5Modern``: ``C1``, ``c1`` (its ReLU), ``s2``, ``C3``, ``c3``, ``s4``;
 * ``AlexNet`` (torchvision's, without ``norm``): ``features_{k}``, ``conv{i}`` (the
-  ReLUs), ``pool{1,2,5}``.
+  ReLUs), ``pool{1,2,5}``;
+* ``ZFNet`` and ``AlexNetPaper`` (with their local response normalization, or none):
+  ``conv{i}/__call__`` (the convolution), ``conv{i}`` (its ReLU), ``pool{i}``,
+  ``norm{i}`` (an :class:`~cnn_jax.viz.deconvnet.LRN`, passed through on the way down
+  as in Zeiler & Fergus' deconvnet; within each tower for AlexNetPaper's two towers,
+  whose grouped convolutions keep their groups).
 
 With ImageNet weights (torchvision's files; nothing is downloaded here), e.g.::
 
@@ -24,8 +29,9 @@ With ImageNet weights (torchvision's files; nothing is downloaded here), e.g.::
 
 with ``images`` preprocessed as the weights expect (torchvision's ImageNet mean/std).
 
-Other models (LeNet-5's tanh and trainable subsampling, local response normalization,
-residual connections) are not conv/ReLU/max-pool stacks: a ``ValueError`` says so.
+Other models (LeNet-5's tanh and trainable subsampling, residual connections, a
+normalization other than batch norm after a convolution or a parameter-free LRN) are
+not conv/ReLU/max-pool stacks: a ``ValueError`` says so.
 """
 
 from __future__ import annotations
@@ -38,9 +44,10 @@ import jax
 import jax.numpy as jnp
 
 from cnn_jax.layers import BatchNorm
-from cnn_jax.models import VGG, AlexNet, CNNMnist, LeNet5Modern
+from cnn_jax.layers.norm import LocalResponseNorm
+from cnn_jax.models import VGG, AlexNet, AlexNetPaper, CNNMnist, LeNet5Modern, ZFNet
 from cnn_jax.ops.shapes import receptive_field
-from cnn_jax.viz.deconvnet import Conv, Layer, MaxPool, ReLU
+from cnn_jax.viz.deconvnet import LRN, Conv, Layer, MaxPool, ReLU
 
 __all__ = ["deconv_stack", "receptive_box"]
 
@@ -130,15 +137,52 @@ def _alexnet(model: AlexNet, params: Mapping[str, Any]) -> list[Layer]:
     return layers
 
 
+def _paper_net(model: ZFNet | AlexNetPaper, params: Mapping[str, Any]) -> list[Layer]:
+    norm = None
+    if model.norm is not None:
+        norm = model.norm()  # an unbound module: its attributes only
+        if not isinstance(norm, LocalResponseNorm):
+            raise ValueError(
+                f"{type(model).__name__}.norm must be LocalResponseNorm (or None) for the "
+                f"deconvnet, got {type(norm).__name__}"
+            )
+    towers = model._towers()
+    layers: list[Layer] = []
+    for i, (_, _, s, pad, groups, _, order) in enumerate(model._layers(), 1):
+        p = params[f"conv{i}"]
+        layers += [
+            Conv(f"conv{i}/__call__", p["kernel"], p.get("bias"), s, pad, groups),
+            ReLU(f"conv{i}"),
+        ]
+        for step in order:
+            if step == "n" and norm is not None:
+                layers.append(
+                    LRN(
+                        f"norm{i}",
+                        norm.size,
+                        norm.alpha,
+                        norm.beta,
+                        norm.k,
+                        norm.alpha_over_n,
+                        towers,
+                    )
+                )
+            elif step in "pP":
+                layers.append(MaxPool(f"pool{i}", 3, 2, ceil_mode=step == "P"))
+    return layers
+
+
 def deconv_stack(model: nn.Module, variables: Mapping[str, Any]) -> list[Layer]:
     """The conv/ReLU/max-pool stack of ``model``'s convolutional part (module docstring).
 
     Args:
-      model: a ``VGG``, ``CNNMnist``, ``LeNet5Modern`` or ``AlexNet``.
+      model: a ``VGG``, ``CNNMnist``, ``LeNet5Modern``, ``AlexNet``, ``ZFNet`` or
+        ``AlexNetPaper``.
       variables: its variables (``params``, and ``batch_stats`` for batch norm).
 
     Returns:
-      The layers, input to the last pooling.
+      The layers, input to the last pooling (to ``conv5``'s pooling for ZFNet and
+      AlexNetPaper).
 
     Raises:
       ValueError: for another model, an activation other than ReLU, or a batch norm
@@ -161,9 +205,12 @@ def deconv_stack(model: nn.Module, variables: Mapping[str, Any]) -> list[Layer]:
     if isinstance(model, AlexNet):
         _check_relu(model)
         return _alexnet(model, params)
+    if isinstance(model, (ZFNet, AlexNetPaper)):
+        _check_relu(model)
+        return _paper_net(model, params)
     raise ValueError(
         f"`model` (a {type(model).__name__}) has no deconvnet stack; supported: VGG, "
-        "CNNMnist, LeNet5Modern, AlexNet"
+        "CNNMnist, LeNet5Modern, AlexNet, ZFNet, AlexNetPaper"
     )
 
 
