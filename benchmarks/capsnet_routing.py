@@ -14,10 +14,18 @@ Two comparisons, each timed interleaved in the same run (``benchmarks.common``):
 Goal: cnn_jax's training step at most 0.7x PyTorch's time. Command:
   python -m benchmarks.capsnet_routing            (batch 32, 5 rounds x 5 reps)
   python -m benchmarks.capsnet_routing --quick    (batch 8, 3 rounds)
+  python -m benchmarks.capsnet_routing --pieces   (where the step's time goes)
+
+``--pieces`` times each piece of the step alone, forward and backward with a random
+cotangent, cnn_jax (jitted) against PyTorch: Conv1 (kernel gradient; the images need
+none), PrimaryCaps' convolution (input and kernel gradients; forward alone too), the
+prediction vectors ``u_hat = W u`` (both gradients), routing (gradient to ``u_hat``)
+and the decoder (gradients to its input and weights).
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 from collections.abc import Sequence
@@ -114,9 +122,130 @@ def _jax_parts(batch: int):
     return step, state, x, y, dynamic_routing, naive_routing
 
 
+def _pieces(batch: int, torch, rounds: int, reps: int, order: str) -> list[list[str]]:
+    """Each piece of the step, forward + backward, cnn_jax against PyTorch (rows)."""
+    import jax
+    import jax.numpy as jnp
+    from jax import lax
+
+    from cnn_jax.layers.capsules import _routing, strided_valid_conv
+
+    F = torch.nn.functional
+    rng = np.random.default_rng(0)
+
+    def arr(*shape):
+        return rng.normal(size=shape).astype(np.float32) * 0.1
+
+    def nchw(a):
+        return np.ascontiguousarray(a.transpose(0, 3, 1, 2))
+
+    def oihw(k):
+        return np.ascontiguousarray(k.transpose(3, 2, 0, 1))
+
+    dn = ("NHWC", "HWIO", "NHWC")
+
+    def jax_vjp(fn, args, wrt, ct):
+        def g(*a):
+            def f(*d):
+                full = list(a)
+                for i, v in zip(wrt, d, strict=True):
+                    full[i] = v
+                return fn(*full)
+
+            return jax.vjp(f, *[a[i] for i in wrt])[1](ct)
+
+        prog = jax.jit(g)
+        args = [jnp.asarray(a) for a in args]
+        return lambda: jax.block_until_ready(prog(*args))
+
+    def torch_vjp(fn, args, wrt, ct):
+        ts = [torch.from_numpy(a).requires_grad_(i in wrt) for i, a in enumerate(args)]
+        ct_t = torch.from_numpy(ct)
+        return lambda: torch.autograd.grad(fn(*ts), [ts[i] for i in wrt], ct_t)
+
+    _, routing = _torch_capsnet(torch)
+    x, k1, ct1 = arr(batch, 28, 28, 1), arr(9, 9, 1, 256), arr(batch, 20, 20, 256)
+    h, k2, ct2 = arr(batch, 20, 20, 256), arr(9, 9, 256, 256), arr(batch, 6, 6, 256)
+    u, w, ct3 = arr(batch, 1152, 8), arr(1152, 10, 16, 8), arr(batch, 10, 1152, 16)
+    uh, ct4 = arr(batch, 10, 1152, 16), arr(batch, 10, 16)
+    z, d1, d2, d3, ct5 = (
+        arr(batch, 160),
+        arr(160, 512),
+        arr(512, 1024),
+        arr(1024, 784),
+        arr(batch, 784),
+    )
+
+    def jconv1(x, k):
+        return lax.conv_general_dilated(x, k, (1, 1), "VALID", dimension_numbers=dn)
+
+    def jdec(z, a, b, c):
+        return jax.nn.sigmoid(jax.nn.relu(jax.nn.relu(z @ a) @ b) @ c)
+
+    def tdec(z, a, b, c):
+        return torch.sigmoid(torch.relu(torch.relu(z @ a) @ b) @ c)
+
+    hn, k2t = torch.from_numpy(nchw(h)), torch.from_numpy(oihw(k2))
+    pcf = jax.jit(lambda x, k: strided_valid_conv(x, k, 2))
+    hj, k2j = jnp.asarray(h), jnp.asarray(k2)
+    cases = {
+        "Conv1 9x9 1->256 (kernel grad)": (
+            jax_vjp(jconv1, [x, k1], [1], ct1),
+            torch_vjp(lambda x, k: F.conv2d(x, k), [nchw(x), oihw(k1)], [1], nchw(ct1)),
+        ),
+        "PrimaryCaps conv 9x9/2 256->256, forward": (
+            lambda: jax.block_until_ready(pcf(hj, k2j)),
+            lambda: F.conv2d(hn, k2t, stride=2),
+        ),
+        "PrimaryCaps conv 9x9/2 256->256": (
+            jax_vjp(lambda x, k: strided_valid_conv(x, k, 2), [h, k2], [0, 1], ct2),
+            torch_vjp(
+                lambda x, k: F.conv2d(x, k, stride=2), [nchw(h), oihw(k2)], [0, 1], nchw(ct2)
+            ),
+        ),
+        "u_hat = W u (1152 x 10 x 16x8)": (
+            jax_vjp(lambda u, w: jnp.einsum("nid,ijed->njie", u, w), [u, w], [0, 1], ct3),
+            torch_vjp(
+                lambda u, w: torch.einsum("nid,ijed->nije", u, w),
+                [u, w],
+                [0, 1],
+                np.ascontiguousarray(ct3.transpose(0, 2, 1, 3)),
+            ),
+        ),
+        "routing, 3 iterations": (
+            jax_vjp(lambda u: _routing(u, 3, False, False), [uh], [0], ct4),
+            torch_vjp(
+                lambda u: routing(u, 3), [np.ascontiguousarray(uh.transpose(0, 2, 1, 3))], [0], ct4
+            ),
+        ),
+        "decoder 160-512-1024-784": (
+            jax_vjp(jdec, [z, d1, d2, d3], [0, 1, 2, 3], ct5),
+            torch_vjp(tdec, [z, d1, d2, d3], [0, 1, 2, 3], ct5),
+        ),
+    }
+    rows = []
+    for what, (jax_fn, torch_fn) in cases.items():
+        t = measure({"PyTorch": torch_fn, "cnn_jax": jax_fn}, rounds, reps, order)
+        r = ratio(t["cnn_jax"], t["PyTorch"])
+        rows.append(
+            [what, format_ms(t["PyTorch"].median), format_ms(t["cnn_jax"].median), format_ratio(r)]
+        )
+    return rows
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Runs both comparisons and prints the report."""
-    settings = common.parse_args(__doc__.splitlines()[0], argv, order="block")
+    own = argparse.ArgumentParser(add_help=False)
+    own.add_argument(
+        "--pieces",
+        action="store_true",
+        help="time each piece of the step instead (see the module docstring)",
+    )
+    ns, rest = own.parse_known_args(sys.argv[1:] if argv is None else argv)
+    pieces = ns.pieces
+    settings = common.parse_args(
+        __doc__.splitlines()[0], rest, order="sample" if pieces else "block", parents=[own]
+    )
     used = common.set_threads(settings.threads, settings.omp_wait_policy)
     torch = common.optional_torch()
     if torch is None:
@@ -126,6 +255,17 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     batch = 8 if settings.quick else 32
     t_start = time.perf_counter()
+    if pieces:
+        rows = _pieces(batch, torch, settings.rounds, settings.reps, settings.order)
+        print(f"# CapsNet on CPU: the training step's pieces, forward + backward (batch {batch})\n")
+        print("\n".join(environment_lines(settings, used)))
+        print()
+        print(
+            markdown_table(["piece", "PyTorch ms", "cnn_jax ms", "x PyTorch (round range)"], rows)
+        )
+        print()
+        print("\n".join(end_lines(t_start)))
+        return
     step, state, x, y, routing, naive = _jax_parts(batch)
     u_np = np.random.default_rng(0).normal(size=(batch, 1152, 10, 16)).astype(np.float32) * 0.05
     u_j = jnp.asarray(u_np)
