@@ -175,14 +175,15 @@ def strided_valid_conv(x: Array, kernel: Array, stride: int) -> Array:
 
     The value is ``lax.conv_general_dilated`` with ``window_strides=(s, s)`` and
     ``'VALID'`` padding; so is the kernel gradient. The input gradient, which XLA:CPU
-    would compute as an input-dilated convolution (tens of seconds for PrimaryCaps'
-    shapes) or, on space-to-depth input, as a stride-1 "full" convolution that
-    multiplies mostly zero padding (2.8x the useful products for PrimaryCaps), is
-    computed as what it is: every output position's cotangent times the kernel
+    would compute as an input-dilated convolution (slow for PrimaryCaps' shapes) or,
+    on space-to-depth input, as a stride-1 "full" convolution over mostly zero
+    padding (2.8x the useful products for PrimaryCaps), is computed as what it is:
+    every output position's cotangent times the kernel
     (``(N*H'*W', C_out) @ (C_out, k*k*C)``, the useful products only), then each of
-    the ``k*k`` taps added into its place (:func:`_col2im`; docs/ENGINEERING.md,
-    "CPU tuning"). Differentiable in reverse mode (the derivative is a ``custom_vjp``
-    written in differentiable operations), not in forward mode.
+    the ``k*k`` taps added into its place (:func:`_col2im`; the timings are in
+    docs/RESULTS.md, "Capsule networks"). Differentiable in reverse mode (the
+    derivative is a ``custom_vjp`` written in differentiable operations), not in
+    forward mode.
 
     Args:
       x: ``(N, H, W, C)``.
