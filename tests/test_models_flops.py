@@ -92,3 +92,17 @@ def _slow_unless(names, default):
 def test_every_registered_model_has_a_count(name):
     macs = flops.model_macs(name)
     assert isinstance(macs, int) and macs > 0
+
+
+def test_mlp_and_text_cnn_by_hand_at_their_published_inputs():
+    """Default inputs of non-CIFAR families: a 28x28 MNIST image, 56 token ids (int32)."""
+    assert flops.model_macs("mlp_mnist") == 784 * 512 + 512 * 512 + 512 * 10
+    # Kim's CNN-rand: 300-d embeddings, 100 maps per window 3/4/5, the sentence padded
+    # by (5 - 1) zeros on each side (64 positions), a dense layer to 2 classes.
+    convs = sum((64 - h + 1) * 100 * h * 300 for h in (3, 4, 5))
+    assert flops.model_macs("textcnn") == convs + 300 * 2
+
+
+@pytest.mark.parametrize("name", ["tdnn", "spectrogram_cnn", "wavenet", "dilated_textcnn"])
+def test_sequence_models_count_on_their_published_inputs(name):
+    assert flops.model_macs(name) > 0

@@ -1,5 +1,7 @@
 """cnn_jax.nnx: the NNX forms of the layers and models against their linen forms."""
 
+import functools
+
 import flax
 import flax.linen as nn
 import jax
@@ -297,15 +299,27 @@ def test_train_flag_positionally_as_in_linen():
 @pytest.mark.slow
 @pytest.mark.parametrize("name", cnnx.MODEL_NAMES)
 def test_every_named_model_matches_linen(name):
+    from cnn_jax.models.input_shapes import default_input
+
     # The smallest inputs each family takes (Inception's auxiliary head needs 299).
     # U-Net with the paper's valid padding: 188 is the smallest size it takes (-> 4x4).
     smallest = {"InceptionV3": (299, 299, 3), "Xception": (71, 71, 3), "UNet": (188, 188, 3)}
-    shape = smallest.get(name, (64, 64, 3))
-    shape = (
-        cnnx.DEFAULT_INPUT_SHAPES.get(name, shape) if "Net5" in name or "Mnist" in name else shape
-    )
-    model = getattr(cnnx, name)(num_classes=3, input_shape=shape, rngs=nnx.Rngs(0))
-    x = jax.random.normal(jax.random.key(1), (1, *shape))
+    factory = getattr(models, name)
+    while isinstance(factory, functools.partial):
+        factory = factory.func
+    family = factory.__name__
+    published, dtype = default_input(family)
+    if len(published) != 3 or "Net5" in name or "Mnist" in name:
+        shape = published  # audio, token ids, and nets with a flattening dense layer
+    else:
+        shape = smallest.get(name, (64, 64, 3))
+    # WaveNet's classes condition generation and its call then needs a label: unconditional.
+    classes = None if name == "WaveNet" else 3
+    model = getattr(cnnx, name)(num_classes=classes, input_shape=shape, rngs=nnx.Rngs(0))
+    if jnp.issubdtype(dtype, jnp.integer):
+        x = jax.random.randint(jax.random.key(1), (1, *shape), 0, 2, dtype)
+    else:
+        x = jax.random.uniform(jax.random.key(1), (1, *shape), minval=-1, maxval=1)
     model.eval()
     forward = nnx.jit(lambda m, x: m(x)[0])
     linen = jax.jit(lambda v, x: model.linen_module.apply(v, x)[0])

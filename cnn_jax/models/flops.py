@@ -37,27 +37,6 @@ from cnn_jax.ops.fast_paths import use_fast_paths
 
 __all__ = ["count_macs", "jaxpr_macs", "model_flops", "model_macs"]
 
-#: Input shapes ``(H, W, C)`` of one image by model family (``model_class(name)``);
-#: the others take ImageNet's ``(224, 224, 3)``.
-_INPUT_SHAPES: dict[str, tuple[int, int, int]] = {
-    "LeNet5": (32, 32, 1),
-    "LeNet5Modern": (32, 32, 1),
-    "CNNMnist": (28, 28, 1),
-    "ResNetCifar": (32, 32, 3),
-    "PlainCifar": (32, 32, 3),
-    "PreActResNetCifar": (32, 32, 3),
-    "HighwayNet": (32, 32, 3),
-    "DenseNetBCCifar": (32, 32, 3),
-    "AllConvNet": (32, 32, 3),
-    "NetworkInNetwork": (32, 32, 3),
-    "CapsNet": (28, 28, 1),
-    "UNet": (572, 572, 1),
-    "SegNet": (360, 480, 3),
-    "ConvAutoencoder": (28, 28, 1),
-    "InceptionV3": (299, 299, 3),
-    "Xception": (299, 299, 3),
-}
-
 
 def _eqn_macs(eqn: Any) -> int:
     name = eqn.primitive.name
@@ -119,7 +98,7 @@ def count_macs(model: Any, input_shape: Sequence[int], input_dtype: Any = jnp.fl
 
     Args:
       model: a flax module ``__call__(x, train) -> (logits, features)``.
-      input_shape: one image's shape ``(H, W, C)``.
+      input_shape: one example's shape (``(H, W, C)`` for images).
       input_dtype: the input's dtype.
 
     Returns:
@@ -138,11 +117,11 @@ def count_macs(model: Any, input_shape: Sequence[int], input_dtype: Any = jnp.fl
 
 def _resolve(name: str, input_shape: Sequence[int] | None, kwargs: dict[str, Any]):
     from cnn_jax import models
+    from cnn_jax.models.input_shapes import default_input
 
     model = models.get_model(name, **kwargs)
-    if input_shape is None:
-        input_shape = _INPUT_SHAPES.get(models.model_class(name).__name__, (224, 224, 3))
-    return model, input_shape
+    shape, dtype = default_input(models.model_class(name).__name__)
+    return model, shape if input_shape is None else input_shape, dtype
 
 
 def model_macs(name: str, input_shape: Sequence[int] | None = None, **kwargs: Any) -> int:
@@ -150,16 +129,17 @@ def model_macs(name: str, input_shape: Sequence[int] | None = None, **kwargs: An
 
     Args:
       name: a key of ``cnn_jax.models.MODELS``.
-      input_shape: one image's shape; default the size the model was published for
-        (32x32 for the CIFAR models, 28x28 or 32x32 grey for the MNIST ones, 299x299
-        for Inception v3 and Xception, else 224x224).
+      input_shape: one example's shape; default the size the model was published for
+        (``cnn_jax.models.input_shapes``: 32x32 for the CIFAR models, 28x28 or 32x32
+        grey for the MNIST ones, 299x299 for Inception v3 and Xception, audio and token
+        lengths for the sequence models, else 224x224), in its dtype (token ids: int32).
       **kwargs: the model's attributes.
 
     Returns:
       Multiply-accumulates per image.
     """
-    model, shape = _resolve(name, input_shape, kwargs)
-    return count_macs(model, shape)
+    model, shape, dtype = _resolve(name, input_shape, kwargs)
+    return count_macs(model, shape, dtype)
 
 
 def model_flops(name: str, input_shape: Sequence[int] | None = None, **kwargs: Any) -> int:

@@ -6,7 +6,7 @@ initialized under ``jax.jit`` on a zero batch of one (no input array is allocate
 forward pass, whose result is unused, is dropped by the compiler):
 
 * models take an optional ``input_shape`` (one example, no batch axis), by default the
-  size the architecture was published for (``DEFAULT_INPUT_SHAPES``); only models that
+  size the architecture was published for (``cnn_jax.models.input_shapes``); only models that
   flatten a feature map into a dense layer (LeNet-5, ``CNNMnist``) depend on it, the
   others pool globally or adaptively;
 * layers need ``input_shape`` (e.g. ``(32, 32, 3)``): the channels fix the kernel's
@@ -23,44 +23,8 @@ import jax
 import jax.numpy as jnp
 
 from cnn_jax import layers, models
+from cnn_jax.models.input_shapes import DEFAULT_INPUT_SHAPES, default_input
 from cnn_jax.nnx.wrapper import Bridged, RngsLike
-
-#: Per-example input shape ((H, W, C); (T, 1) for audio models) a model is built with
-#: when none is given, by family (the class behind the named partials).
-DEFAULT_INPUT_SHAPES: dict[str, tuple[int, ...]] = {
-    "LeNet5": (32, 32, 1),
-    "LeNet5Modern": (32, 32, 1),
-    "CNNMnist": (28, 28, 1),
-    "ResNetCifar": (32, 32, 3),
-    "PlainCifar": (32, 32, 3),
-    "PreActResNetCifar": (32, 32, 3),
-    "HighwayNet": (32, 32, 3),
-    "DenseNetBCCifar": (32, 32, 3),
-    "AllConvNet": (32, 32, 3),
-    "NetworkInNetwork": (32, 32, 3),
-    "CapsNet": (28, 28, 1),
-    "CapsNetBaseline": (28, 28, 1),
-    "WCTAutoencoder": (32, 32, 3),
-    "UNet": (572, 572, 1),
-    "SegNet": (360, 480, 3),
-    "ConvAutoencoder": (28, 28, 1),
-    "TDNN": (8000, 1),
-    "SpectrogramCNN": (8000, 1),
-    "TextCNN": (56,),
-    "DilatedTextCNN": (56,),
-    "MLP": (28, 28, 1),
-    "ZipCodeNet": (16, 16, 1),
-    "KerasMnistCNN": (28, 28, 1),
-    "KerasCifarCNN": (32, 32, 3),
-    "AlexNetCifar": (32, 32, 3),
-    "PlainInit": (32, 32, 3),
-    "InceptionCifar": (32, 32, 3),
-    "InceptionV3": (299, 299, 3),
-    "WaveNet": (2048, 1),
-    "WaveNetScorer": (2048, 1),
-    "Xception": (299, 299, 3),
-}
-_IMAGENET_SHAPE = (224, 224, 3)
 
 
 def _family(factory: Any) -> type:
@@ -89,13 +53,13 @@ def _sample(input_shape: Any, input_dtype: Any) -> jax.ShapeDtypeStruct:
 
 def _model(name: str) -> Callable[..., Bridged]:
     factory = getattr(models, name)
-    default_shape = DEFAULT_INPUT_SHAPES.get(_family(factory).__name__, _IMAGENET_SHAPE)
+    default_shape, default_dtype = default_input(_family(factory).__name__)
 
     def make(
         *args: Any,
         rngs: RngsLike,
         input_shape: Sequence[int] = default_shape,
-        input_dtype: Any = jnp.float32,
+        input_dtype: Any = default_dtype,
         **kwargs: Any,
     ) -> Bridged:
         return Bridged(factory(*args, **kwargs), _sample(input_shape, input_dtype), rngs=rngs)
@@ -104,7 +68,8 @@ def _model(name: str) -> Callable[..., Bridged]:
     make.__doc__ = (
         f"``cnn_jax.models.{name}(*args, **kwargs)`` as an initialized NNX module.\n\n"
         f"Keyword-only: ``rngs``; ``input_shape`` (default {default_shape}) and\n"
-        "``input_dtype`` (float32) of the zero sample. Calls return ``(logits, features)``."
+        f"``input_dtype`` ({default_dtype}) of the zero sample.\n"
+        "Calls return ``(logits, features)``."
     )
     return make
 
@@ -140,7 +105,7 @@ def get_model(
     *,
     rngs: RngsLike,
     input_shape: Sequence[int] | None = None,
-    input_dtype: Any = jnp.float32,
+    input_dtype: Any = None,
     **kwargs: Any,
 ) -> Bridged:
     """``cnn_jax.models.get_model(name, **kwargs)`` as an initialized NNX module.
@@ -148,8 +113,10 @@ def get_model(
     Args:
       name: a key of ``cnn_jax.models.MODELS`` (``"resnet20"``, ``"vgg16_bn"``, ...).
       rngs: ``nnx.Rngs``, an int seed or a PRNG key.
-      input_shape: one example's shape; default: the family's (``DEFAULT_INPUT_SHAPES``).
-      input_dtype: dtype of the zero sample.
+      input_shape: one example's shape; default: the family's
+        (``cnn_jax.models.input_shapes``).
+      input_dtype: dtype of the zero sample; default: the family's (float32, token
+        ids int32).
       **kwargs: the model's attributes.
 
     Returns:
@@ -160,8 +127,9 @@ def get_model(
       TypeError: for attributes the model does not have.
     """
     module = models.get_model(name, **kwargs)
-    if input_shape is None:
-        input_shape = DEFAULT_INPUT_SHAPES.get(models.model_class(name).__name__, _IMAGENET_SHAPE)
+    shape, dtype = default_input(models.model_class(name).__name__)
+    input_shape = shape if input_shape is None else input_shape
+    input_dtype = dtype if input_dtype is None else input_dtype
     return Bridged(module, _sample(input_shape, input_dtype), rngs=rngs)
 
 
