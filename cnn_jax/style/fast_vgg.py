@@ -17,6 +17,14 @@ VGG-19's backward pass. With ``kernel_t`` prepared, every convolution of the
 value-and-gradient has XLA:CPU's canonical ``NHWC x HWIO -> NHWC`` form, in a loop or
 not.
 
+Two smaller choices, measured on XLA:CPU: a pooling's output reaches the next
+convolution through a no-op YNNPACK cannot fuse (``lax.reduce_precision`` to float32's
+own widths, exact; identity derivative), which keeps that convolution with XLA's own
+(Eigen) kernel instead of a slower YNNPACK fusion grown from the pooling; and the input
+gradient of a convolution with at most :data:`GEMM_BELOW_CHANNELS` input channels (the
+RGB first layer) is one matrix product with all nine taps' kernels followed by the sum
+of the nine shifted results, instead of a convolution with 3 output channels.
+
 The derivative is exact for any use: the output does not depend on ``kernel_t``
 (its cotangent is zero), the kernel's is ``lax``'s, and the input's equals ``lax``'s
 whenever ``kernel_t`` is ``transpose_kernel(kernel)`` (which :func:`prepare` ensures).
@@ -35,11 +43,47 @@ from jax import lax
 from cnn_jax import ops
 from cnn_jax.style.features import _BLOCKS, _TABLE, check_layers, min_image_size, select_params
 
-__all__ = ["conv3x3", "features", "prepare", "transpose_kernel"]
+__all__ = ["GEMM_BELOW_CHANNELS", "conv3x3", "features", "prepare", "transpose_kernel"]
 
 Array = Any
 _DN = ("NHWC", "HWIO", "NHWC")
 _PAD = ((1, 1), (1, 1))
+#: A convolution with fewer input channels than this has its input gradient computed
+#: as one matrix product and a sum of shifted slices (``_input_grad``).
+GEMM_BELOW_CHANNELS = 8
+
+
+@jax.custom_vjp
+def _fusion_boundary(x: Array) -> Array:
+    """``x`` through a no-op YNNPACK cannot fuse (float32 only; others unchanged)."""
+    if x.dtype != jnp.float32:
+        return x
+    return lax.reduce_precision(x, exponent_bits=8, mantissa_bits=23)
+
+
+_fusion_boundary.defvjp(lambda x: (_fusion_boundary(x), None), lambda _, g: (g,))
+
+
+def _input_grad(g: Array, kernel_t: Array) -> Array:
+    """``conv(g, kernel_t)``: a convolution, or for few output channels a product and a sum.
+
+    ``y[i, j] = sum_{a, b} g[i + a - 1, j + b - 1] @ kernel_t[a, b]``: the product
+    ``g @ [kernel_t[0, 0] | ... | kernel_t[2, 2]]`` once, then the nine shifted slices of
+    its zero-padded result added up.
+    """
+    c_out = kernel_t.shape[-1]
+    if c_out >= GEMM_BELOW_CHANNELS:
+        return _conv(g, kernel_t)
+    n, h, w, c = g.shape
+    taps = kernel_t.transpose(2, 0, 1, 3).reshape(c, 9 * c_out)
+    p = jnp.dot(g.reshape(n * h * w, c), taps).reshape(n, h, w, 3, 3, c_out)
+    p = jnp.pad(p, ((0, 0), (1, 1), (1, 1), (0, 0), (0, 0), (0, 0)))
+    out = None
+    for a in range(3):
+        for b in range(3):
+            term = p[:, a : a + h, b : b + w, a, b, :]
+            out = term if out is None else out + term
+    return out
 
 
 def _conv(x: Array, kernel: Array) -> Array:
@@ -74,7 +118,7 @@ def _conv3x3_bwd(res: tuple, g: Array) -> tuple[Array, Array, Array]:
     x, kernel, kernel_t = res
     _, kernel_vjp = jax.vjp(lambda k: _conv(x, k), kernel)
     (dk,) = kernel_vjp(g)  # removed by XLA where no one uses it
-    return _conv(g, kernel_t), dk, jnp.zeros_like(kernel_t)
+    return _input_grad(g, kernel_t), dk, jnp.zeros_like(kernel_t)
 
 
 conv3x3.defvjp(_conv3x3_fwd, _conv3x3_bwd)
@@ -156,6 +200,7 @@ def features(
         h = ops.max_pool(h, 2, 2) if pooling == "max" else ops.avg_pool(h, 2, 2)
         if f"pool{b}" in wanted:
             out[f"pool{b}"] = h
+        h = _fusion_boundary(h)
         index += 1
         if index > deepest:
             return out
