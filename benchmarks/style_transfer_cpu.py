@@ -195,25 +195,34 @@ def main(argv: list[str] | None = None) -> None:
     run_jax(chunk)
     first = time.perf_counter() - t
     times: dict[str, list[float]] = {"cnn_jax": [], "pytorch": []}
+    cpu: dict[str, list[float]] = {"cnn_jax": [], "pytorch": []}
     final: dict[str, float] = {}
     for r in range(ns.rounds):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         _, final["pytorch"], evals = torch_stylize(torch, net, content, style_img, init, ns.iters)
         times["pytorch"].append(time.perf_counter() - t)
-        t = time.perf_counter()
+        cpu["pytorch"].append(time.process_time() - c)
+        t, c = time.perf_counter(), time.process_time()
         final["cnn_jax"] = run_jax(ns.iters)
         times["cnn_jax"].append(time.perf_counter() - t)
+        cpu["cnn_jax"].append(time.process_time() - c)
         print(
-            f"round {r}: cnn_jax {times['cnn_jax'][-1]:.1f} s, pytorch "
-            f"{times['pytorch'][-1]:.1f} s",
+            f"round {r}: cnn_jax {times['cnn_jax'][-1]:.1f} s (CPU {cpu['cnn_jax'][-1]:.1f} s), "
+            f"pytorch {times['pytorch'][-1]:.1f} s (CPU {cpu['pytorch'][-1]:.1f} s)",
             flush=True,
         )
     med = {k: float(np.median(v)) for k, v in times.items()}
+    med_cpu = {k: float(np.median(v)) for k, v in cpu.items()}
     result = {
         "size": s,
         "iters": ns.iters,
         "threads": used,
         "median_seconds": med,
+        # the process's CPU time (both threads): the work done, less sensitive than the
+        # wall time to other processes on a shared machine
+        "median_cpu_seconds": med_cpu,
+        "cpu_ratio_cnn_jax_over_pytorch": med_cpu["cnn_jax"] / med_cpu["pytorch"],
+        "rounds": {k: [round(v, 2) for v in vs] for k, vs in times.items()},
         "cnn_jax_chunk_steps": chunk,
         "cnn_jax_first_chunk_with_compile_s": first,
         "pytorch_loss_evaluations": evals,

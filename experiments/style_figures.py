@@ -12,6 +12,11 @@ reconstructed from white noise from relu1_1 ... relu5_1 alone, style from relu1_
 relu1_1+relu2_1, ..., relu1_1..relu5_1), ``style_grid.png`` (rows: style layers up to
 relu{k}_1; columns: alpha/beta 1e-5 ... 1e-2; content relu4_2), and with
 ``--wct_workdirs`` ``style_wct.png`` and the timings (``style_timings.json``).
+
+``--wct_eval=N`` also measures each decoder's reconstruction loss (``wct_reconstruction``,
+the training loss) on the first ``N`` CIFAR-10 test images, for decoder runs stopped
+before their full test-set evaluation (a SIGTERM makes ``experiments.main`` checkpoint
+and exit); the values go to ``style_timings.json``.
 """
 
 from __future__ import annotations
@@ -81,6 +86,24 @@ def _grid(images, rows, cols, row_labels, col_labels, path, title):
     plt.close(fig)
 
 
+def _decoder_test_loss(params, level: int, count: int, batch: int = 50) -> float:
+    """Mean ``wct_reconstruction`` loss of a trained autoencoder on the first test images."""
+    import jax
+
+    from cnn_jax.data import load_dataset
+    from cnn_jax.style import WCTAutoencoder, reconstruction_loss
+
+    images = load_dataset("cifar10", "test")["image"][:count]
+    model = WCTAutoencoder(level=level, upscale=2)
+    apply = jax.jit(lambda x: reconstruction_loss(model.apply({"params": params}, x)[1]))
+    total = 0.0
+    for i in range(0, len(images), batch):
+        x = np.asarray(images[i : i + batch], np.float32)
+        x = x / 255.0 if images.dtype == np.uint8 else x
+        total += float(np.sum(apply(x)))
+    return total / len(images)
+
+
 def main() -> None:
     """Draws the figures (see the module docstring)."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -90,6 +113,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=60)
     p.add_argument("--wct_workdirs", default="", help="comma-separated decoder workdirs")
     p.add_argument("--skip_gatys", action="store_true", help="only the WCT figure")
+    p.add_argument("--wct_eval", type=int, default=0, help="test images for the decoder loss")
     args = p.parse_args()
     import cnn_jax
 
@@ -172,6 +196,11 @@ def main() -> None:
             level = int(record["config"]["model_kwargs.level"])  # the flattened record
             decoders[level] = tree["params"]["decoder"]
             encoder = {**(encoder or {}), **tree["params"]["encoder"]}
+            if args.wct_eval:
+                loss = _decoder_test_loss(tree["params"], level, args.wct_eval)
+                timings[f"wct_relu{level}_test_loss_first{args.wct_eval}"] = loss
+                timings[f"wct_relu{level}_step"] = int(tree.get("step", -1))
+                print(f"relu{level}_1 decoder: test loss {loss:.5f}", flush=True)
         levels = tuple(sorted(decoders, reverse=True))
         outs = {}
         for lv in levels:
