@@ -44,7 +44,7 @@ def test_runlocal_trains_and_the_loss_falls(tmp_path):
 
 
 @needs_mnist
-def test_multimnist_runlocal_and_loader(tmp_path):
+def test_multimnist_loader(tmp_path):
     train = data.load_dataset(
         "multimnist", "train", cache_dir=tmp_path, train_size=40, test_size=8, seed=1
     )
@@ -57,6 +57,12 @@ def test_multimnist_runlocal_and_loader(tmp_path):
     assert np.all(train["label"].sum(-1) == 2)
     with pytest.raises(ValueError, match="train_size"):
         data.load_dataset("multimnist", "train", use_cache=False, train_size=0)
+
+
+@pytest.mark.slow
+@needs_mnist
+def test_multimnist_runlocal_trains(tmp_path):
+    """Multi-hot labels through the loop: about a minute on a loaded 2-core machine."""
     c = capsnet_multimnist.get_config("runlocal")
     c.cache_dir = str(tmp_path)
     summary = train_and_evaluate(c, str(tmp_path / "run"))
