@@ -208,6 +208,7 @@ def main() -> None:
             outs[-lv] = wct_lib.universal_stylize(
                 encoder, decoders, content, content, levels=(lv,)
             )  # content with its own statistics: the decoder's reconstruction
+        multi = wct_lib.universal_stylize(encoder, decoders, content, pattern, levels=levels)
         t = time.perf_counter()
         for _ in range(3):
             jax.block_until_ready(
@@ -217,15 +218,24 @@ def main() -> None:
             time.perf_counter() - t
         ) / 3
         _grid(
-            [[content, pattern, *(outs[-lv] for lv in levels), *(outs[lv] for lv in levels)]],
+            [
+                [
+                    content,
+                    pattern,
+                    *(outs[-lv] for lv in levels),
+                    *(outs[lv] for lv in levels),
+                    multi,
+                ]
+            ],
             1,
-            2 + 2 * len(levels),
+            3 + 2 * len(levels),
             None,
             [
                 "content",
                 "style",
                 *(f"recon relu{lv}_1" for lv in levels),
                 *(f"WCT relu{lv}_1" for lv in levels),
+                f"WCT levels {''.join(map(str, levels))}",
             ],
             os.path.join(args.out, "style_wct.png"),
             "Universal style transfer, decoders trained here (random-init VGG-19 encoder)",
