@@ -81,6 +81,7 @@ def test_samme_boosting_through_the_loop(tmp_path):
     assert calls == []
 
 
+@pytest.mark.slow
 def test_boosted_report_has_sammes_vote_against_numpy(tmp_path):
     """The command's report of boosted members: SAMME's alpha-weighted vote against a numpy
     reference, by ensemble size too; the rounds' errors and alphas in the table."""

@@ -146,7 +146,9 @@ MODELS = {
         (lambda: AlexNet(num_classes=3), (1, 63, 63, 3), "pool2"), marks=pytest.mark.slow
     ),
     # LRN passed through; ceil-mode pooling; strided convolutions with padding 1 and 0.
-    "zfnet": (lambda: ZFNet(num_classes=3), (1, 63, 63, 3), "conv3"),
+    "zfnet": pytest.param(
+        (lambda: ZFNet(num_classes=3), (1, 63, 63, 3), "conv3"), marks=pytest.mark.slow
+    ),
     # Two towers: grouped convolutions and LRN within each half of the maps.
     "alexnet_paper": pytest.param(
         (lambda: AlexNetPaper(num_classes=3), (1, 63, 63, 3), "conv5"), marks=pytest.mark.slow
