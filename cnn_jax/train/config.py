@@ -110,6 +110,9 @@ def default_config() -> ConfigDict:
     c.parallel = "jit"  # "jit" (sharded batch) or "pmap"
     c.log_every_steps = 100  # training metrics every this many steps
     c.eval_every_steps = config_dict.placeholder(int)  # default: every epoch
+    # Evaluations during training read only the first this many test batches (None: the
+    # whole split); the final evaluation always reads the whole split.
+    c.eval_steps = config_dict.placeholder(int)
     c.checkpoint_every_steps = config_dict.placeholder(int)  # default: every epoch
     c.keep_checkpoints = 3  # the newest checkpoints kept (at least 2)
     c.progress_bar = True  # a console progress bar (process 0)
@@ -212,6 +215,7 @@ def validate_config(config: ConfigDict) -> None:
         "eval_batch_size",
         "checkpoint_every_steps",
         "eval_every_steps",
+        "eval_steps",
         "log_every_steps",
         "keep_checkpoints",
         "num_epochs",

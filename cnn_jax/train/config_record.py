@@ -6,7 +6,7 @@ checkpoint compares its config with the record, key by key (``a.b.c``):
 * keys in :data:`FREE_KEYS` change how the run is observed or where its files are, not
   its trajectory (parameters, optimizer state, batches, random keys): they may change,
   with an INFO line;
-* ``eval_every_steps`` and ``eval_batch_size`` are free too, unless
+* ``eval_every_steps``, ``eval_batch_size`` and ``eval_steps`` are free too, unless
   ``optim.reduce_on_plateau.metric`` is set (evaluations then steer the learning rate);
 * ``init_from.*`` (the weights a fresh start loads) is free: a resume restores its
   checkpoint and never reads them;
@@ -47,7 +47,7 @@ FREE_KEYS = frozenset(
         "tfds_data_dir",
     }
 )
-_EVAL_KEYS = frozenset({"eval_every_steps", "eval_batch_size"})
+_EVAL_KEYS = frozenset({"eval_every_steps", "eval_batch_size", "eval_steps"})
 _LENGTH_KEYS = frozenset({"num_train_steps", "num_epochs"})
 _ABSENT = "<absent>"
 #: Keys read only at a fresh start (the weights to start from): a resume restores its

@@ -22,8 +22,9 @@ def evaluate(
     input_key: str,
     par: Parallel,
     summarize: Any = None,
+    max_batches: int | None = None,
 ) -> dict[str, float]:
-    """One pass over the test split; sums stay on the device until the end.
+    """One pass over the test split (or its first batches); sums stay on the device.
 
     Args:
       p_eval: the compiled evaluation step (``cnn_jax.train.steps.eval_step`` under
@@ -33,6 +34,8 @@ def evaluate(
       input_key: the batch key the model reads (``image``, ``audio``, ...).
       par: the run's data-parallel helper (batch placement, host transfer).
       summarize: ``Loss.summarize`` of the run's loss, or None.
+      max_batches: read only the first this many batches (``config.eval_steps``: every
+        process stops after the same number of global batches); None: all of them.
 
     Returns:
       ``loss``, ``accuracy``, ``top5_accuracy`` (means over the real examples),
@@ -43,7 +46,9 @@ def evaluate(
     """
     eval_iter.step = 0
     totals = None
-    for batch in eval_iter:
+    for i, batch in enumerate(eval_iter):
+        if max_batches is not None and i >= max_batches:
+            break
         out = p_eval(state, par.batch(build.model_inputs(batch, input_key)))
         totals = out if totals is None else jax.tree.map(jnp.add, totals, out)
     host = par.host(totals)

@@ -282,7 +282,7 @@ class _Loop:
                 if self.step % run.log_every == 0 or last:
                     self._log()
                 if self.step % run.eval_every == 0 or last:
-                    self._evaluate()
+                    self._evaluate(whole=last)
                 sync = self.step % run.log_every == 0 or self.step % run.ckpt_every == 0
                 stop = agreed(preemption.requested, run.process[1], sync)
                 if stop or self.step % run.ckpt_every == 0 or last:
@@ -328,12 +328,21 @@ class _Loop:
         self.progress.update(self.step, {"loss": means["loss"], "lr": means["learning_rate"]})
         self.t_window, self.n_window = time.perf_counter(), 0
 
-    def _evaluate(self) -> None:
-        """One pass over the test split, then reduce-on-plateau; not counted as training."""
+    def _evaluate(self, whole: bool) -> None:
+        """Evaluates, then reduce-on-plateau; not counted as training.
+
+        ``whole``: the whole test split; otherwise its first ``config.eval_steps`` batches.
+        """
         run = self.run
         t_eval = time.perf_counter()
         self.test_metrics = evaluation.evaluate(
-            run.p_eval, self.state, run.eval_iter, run.input_key, run.par, run.summarize
+            run.p_eval,
+            self.state,
+            run.eval_iter,
+            run.input_key,
+            run.par,
+            run.summarize,
+            max_batches=None if whole else run.config.get("eval_steps"),
         )
         run.writer.write(self.step, "test", self.test_metrics)
         if run.lead:
