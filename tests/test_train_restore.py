@@ -59,6 +59,24 @@ def test_read_config_record_round_trips_nested_keys(tmp_path):
     assert back.dataset == config.dataset
 
 
+@pytest.mark.parametrize(
+    "name", ["wavenet_fsdd", "spectrogram_cnn_fsdd", "textcnn_mr", "capsnet_mnist"]
+)
+def test_a_model_built_from_the_record_equals_and_hashes_like_the_runs(name, tmp_path):
+    """JSON stores tuples as lists; the record gives tuples back (static jit arguments)."""
+    import importlib
+
+    from cnn_jax.train.build import build_model
+
+    config = importlib.import_module(f"experiments.configs.{name}").get_config()
+    config_record.check_or_record(config, str(tmp_path), resuming=False)
+    back = read_config_record(str(tmp_path))
+    original, rebuilt = build_model(config, 10), build_model(back, 10)
+    assert rebuilt == original
+    assert hash(rebuilt) == hash(original)
+    assert back.to_dict() == config.to_dict()
+
+
 def test_missing_record_or_checkpoint_raise_naming_the_workdir(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"config\.json"):
         read_config_record(str(tmp_path))

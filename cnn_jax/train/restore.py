@@ -55,6 +55,9 @@ class Run:
 def read_config_record(workdir: str) -> ConfigDict:
     """The config ``workdir`` was started with (``<workdir>/config.json``).
 
+    JSON has no tuples: the record's lists become tuples again (configs hold tuples), so
+    a model built from the record equals, and hashes like, the one the run built.
+
     Raises:
       FileNotFoundError: if the run has no record.
     """
@@ -71,8 +74,17 @@ def read_config_record(workdir: str) -> ConfigDict:
         *parents, leaf = key.split(".")
         for p in parents:
             node = node.setdefault(p, {})
-        node[leaf] = value
+        node[leaf] = _tuples(value)
     return ConfigDict(tree)
+
+
+def _tuples(value: Any) -> Any:
+    """Lists to tuples, recursively (also inside dicts)."""
+    if isinstance(value, list):
+        return tuple(_tuples(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _tuples(v) for k, v in value.items()}
+    return value
 
 
 def restore_variables(workdir: str, step: int | None = None) -> tuple[dict[str, Any], int]:
