@@ -110,8 +110,8 @@ def default_config() -> ConfigDict:
     c.parallel = "jit"  # "jit" (sharded batch) or "pmap"
     c.log_every_steps = 100  # training metrics every this many steps
     c.eval_every_steps = config_dict.placeholder(int)  # default: every epoch
-    # Evaluations during training read only the first this many test batches (None: the
-    # whole split); the final evaluation always reads the whole split.
+    # Evaluations during training read only this many test batches, evenly spaced (None:
+    # the whole split); the final evaluation always reads the whole split.
     c.eval_steps = config_dict.placeholder(int)
     c.checkpoint_every_steps = config_dict.placeholder(int)  # default: every epoch
     c.keep_checkpoints = 3  # the newest checkpoints kept (at least 2)

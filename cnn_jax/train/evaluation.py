@@ -34,8 +34,10 @@ def evaluate(
       input_key: the batch key the model reads (``image``, ``audio``, ...).
       par: the run's data-parallel helper (batch placement, host transfer).
       summarize: ``Loss.summarize`` of the run's loss, or None.
-      max_batches: read only the first this many batches (``config.eval_steps``: every
-        process stops after the same number of global batches); None: all of them.
+      max_batches: read only this many batches, evenly spaced over the split
+        (``config.eval_steps``; test splits are stored in order, e.g. by class, so the
+        first batches would be a biased sample), the same batch indices on every
+        process; None: all of them.
 
     Returns:
       ``loss``, ``accuracy``, ``top5_accuracy`` (means over the real examples),
@@ -45,10 +47,13 @@ def evaluate(
     the others and turned into metrics by ``summarize``.
     """
     eval_iter.step = 0
+    batches: Any = eval_iter
+    steps = eval_iter.steps_per_epoch
+    if max_batches is not None and max_batches < steps:
+        picks = np.linspace(0, steps - 1, max_batches).round().astype(int)
+        batches = (eval_iter.batch_at(int(i)) for i in picks)
     totals = None
-    for i, batch in enumerate(eval_iter):
-        if max_batches is not None and i >= max_batches:
-            break
+    for batch in batches:
         out = p_eval(state, par.batch(build.model_inputs(batch, input_key)))
         totals = out if totals is None else jax.tree.map(jnp.add, totals, out)
     host = par.host(totals)

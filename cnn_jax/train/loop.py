@@ -331,10 +331,13 @@ class _Loop:
     def _evaluate(self, whole: bool) -> None:
         """Evaluates, then reduce-on-plateau; not counted as training.
 
-        ``whole``: the whole test split; otherwise its first ``config.eval_steps`` batches.
+        ``whole``: the whole test split; otherwise ``config.eval_steps`` batches of it
+        (evenly spaced). Reduce-on-plateau sees only evaluations of one kind: with
+        ``eval_steps`` set, the final whole-split evaluation does not step it.
         """
         run = self.run
         t_eval = time.perf_counter()
+        subset = run.config.get("eval_steps")
         self.test_metrics = evaluation.evaluate(
             run.p_eval,
             self.state,
@@ -342,7 +345,7 @@ class _Loop:
             run.input_key,
             run.par,
             run.summarize,
-            max_batches=None if whole else run.config.get("eval_steps"),
+            max_batches=None if whole else subset,
         )
         run.writer.write(self.step, "test", self.test_metrics)
         if run.lead:
@@ -362,7 +365,7 @@ class _Loop:
                     100 * m["miou"],
                     100 * m["pixel_accuracy"],
                 )
-        if run.plateau is not None:
+        if run.plateau is not None and not (whole and subset is not None):
             self._reduce_on_plateau()
         self.t_window += time.perf_counter() - t_eval
 
