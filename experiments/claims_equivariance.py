@@ -28,11 +28,15 @@ import os
 import numpy as np
 from absl import app, flags
 
-flags.DEFINE_string("workdir", None, "Where the figure and the table go.")
-flags.DEFINE_integer("num_images", 32, "MNIST test digits used.")
-flags.DEFINE_integer("channels", 8, "Output channels of the random convolutions.")
-flags.DEFINE_integer("seed", 0, "Seed of the random kernels.")
-flags.mark_flags_as_required(["workdir"])
+
+def _define_flags() -> None:
+    """Defines the flags (when run as a script, so that importing defines none)."""
+    flags.DEFINE_string("workdir", None, "Where the figure and the table go.")
+    flags.DEFINE_integer("num_images", 32, "MNIST test digits used.")
+    flags.DEFINE_integer("channels", 8, "Output channels of the random convolutions.")
+    flags.DEFINE_integer("seed", 0, "Seed of the random kernels.")
+    flags.mark_flags_as_required(["workdir"])
+
 
 SHIFTS = (1, 2, 3, 4)
 ANGLES = tuple(range(0, 181, 15))
@@ -191,4 +195,5 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    _define_flags()
     app.run(main)

@@ -23,10 +23,14 @@ import os
 import numpy as np
 from absl import app, flags
 
-flags.DEFINE_string("workdir", None, "Where the figure and the table go.")
-flags.DEFINE_integer("batch_size", 64, "CIFAR-10 test images in the batch.")
-flags.DEFINE_integer("seed", 0, "Seed of the initialization.")
-flags.mark_flags_as_required(["workdir"])
+
+def _define_flags() -> None:
+    """Defines the flags (when run as a script, so that importing defines none)."""
+    flags.DEFINE_string("workdir", None, "Where the figure and the table go.")
+    flags.DEFINE_integer("batch_size", 64, "CIFAR-10 test images in the batch.")
+    flags.DEFINE_integer("seed", 0, "Seed of the initialization.")
+    flags.mark_flags_as_required(["workdir"])
+
 
 #: (label, PlainInit keyword arguments).
 SCHEMES = (
@@ -125,4 +129,5 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    _define_flags()
     app.run(main)

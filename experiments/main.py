@@ -28,26 +28,32 @@ from ml_collections import config_flags
 import cnn_jax  # changes nothing on import; main() applies its XLA flags
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file(
-    "config", None, "Experiment config file (optionally :variant).", lock_config=True
-)
-flags.DEFINE_string(
-    "workdir", None, "Directory for checkpoints and metrics; resumes if it holds a checkpoint."
-)
-flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (multi-host).")
-flags.DEFINE_integer("num_processes", None, "Number of processes (multi-host).")
-flags.DEFINE_integer("process_id", None, "This process's index (multi-host).")
-flags.DEFINE_bool(
-    "distributed", False, "Call jax.distributed.initialize() with no arguments (TPU pods, SLURM)."
-)
-flags.DEFINE_enum(
-    "host_memory",
-    "default",
-    ["default", "calling_thread", "one_arena"],  # cnn_jax.host_memory.STRATEGIES, before JAX
-    "Keep freed host memory for reuse (cnn_jax.host_memory.reuse_host_memory and its "
-    "strategies): fewer page faults in XLA:CPU steps with large activations.",
-)
-flags.mark_flags_as_required(["config", "workdir"])
+
+
+def _define_flags() -> None:
+    """Defines the flags (when run as a script, so that importing defines none)."""
+    config_flags.DEFINE_config_file(
+        "config", None, "Experiment config file (optionally :variant).", lock_config=True
+    )
+    flags.DEFINE_string(
+        "workdir", None, "Directory for checkpoints and metrics; resumes if it holds a checkpoint."
+    )
+    flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (multi-host).")
+    flags.DEFINE_integer("num_processes", None, "Number of processes (multi-host).")
+    flags.DEFINE_integer("process_id", None, "This process's index (multi-host).")
+    flags.DEFINE_bool(
+        "distributed",
+        False,
+        "Call jax.distributed.initialize() with no arguments (TPU pods, SLURM).",
+    )
+    flags.DEFINE_enum(
+        "host_memory",
+        "default",
+        ["default", "calling_thread", "one_arena"],  # cnn_jax.host_memory.STRATEGIES, before JAX
+        "Keep freed host memory for reuse (cnn_jax.host_memory.reuse_host_memory and its "
+        "strategies): fewer page faults in XLA:CPU steps with large activations.",
+    )
+    flags.mark_flags_as_required(["config", "workdir"])
 
 
 _OWN_CODE = tuple(
@@ -177,4 +183,5 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    _define_flags()
     app.run(main, flags_parser=_parse_flags)

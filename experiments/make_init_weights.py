@@ -19,9 +19,14 @@ import types
 
 from absl import app, flags
 
-_MODEL = flags.DEFINE_string("model", "resnet18", "a torchvision.models constructor name")
-_OUT = flags.DEFINE_string("out", None, "the .pth or .safetensors file to write", required=True)
-_SEED = flags.DEFINE_integer("seed", 0, "torch.manual_seed before the model is built")
+FLAGS = flags.FLAGS
+
+
+def _define_flags() -> None:
+    """Defines the flags (when run as a script, so that importing defines none)."""
+    flags.DEFINE_string("model", "resnet18", "a torchvision.models constructor name")
+    flags.DEFINE_string("out", None, "the .pth or .safetensors file to write", required=True)
+    flags.DEFINE_integer("seed", 0, "torch.manual_seed before the model is built")
 
 
 def make(model: str, out: str, seed: int = 0) -> None:
@@ -58,9 +63,10 @@ def main(argv: list[str]) -> None:
     """Entry point."""
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments {argv[1:]}")
-    make(_MODEL.value, _OUT.value, _SEED.value)
-    print(f"wrote {_OUT.value}")
+    make(FLAGS.model, FLAGS.out, FLAGS.seed)
+    print(f"wrote {FLAGS.out}")
 
 
 if __name__ == "__main__":
+    _define_flags()
     app.run(main)

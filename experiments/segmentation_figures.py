@@ -23,9 +23,12 @@ from typing import Any
 import numpy as np
 from absl import app, flags
 
-flags.DEFINE_list("runs", None, "config[:variant]=workdir, one or more.")
-flags.DEFINE_integer("num_images", 6, "Test images in the figure.")
-flags.DEFINE_string("out", None, "The PNG to write (default: in the single run's workdir).")
+
+def _define_flags() -> None:
+    """Defines the flags (when run as a script, so that importing defines none)."""
+    flags.DEFINE_list("runs", None, "config[:variant]=workdir, one or more.")
+    flags.DEFINE_integer("num_images", 6, "Test images in the figure.")
+    flags.DEFINE_string("out", None, "The PNG to write (default: in the single run's workdir).")
 
 
 def colorize(label: np.ndarray, num_classes: int = 11) -> np.ndarray:
@@ -118,5 +121,6 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    _define_flags()
     flags.mark_flags_as_required(["runs"])
     app.run(main)

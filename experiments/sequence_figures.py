@@ -19,10 +19,14 @@ from pathlib import Path
 from absl import app, flags
 
 FLAGS = flags.FLAGS
-flags.DEFINE_multi_string("curves", [], "LABEL=WORKDIR of a training run.")
-flags.DEFINE_multi_string("cv", [], "LABEL=WORKDIR of a cross-validation.")
-flags.DEFINE_string("out", None, "The PNG to write.")
-flags.mark_flags_as_required(["out"])
+
+
+def _define_flags() -> None:
+    """Defines the flags (when run as a script, so that importing defines none)."""
+    flags.DEFINE_multi_string("curves", [], "LABEL=WORKDIR of a training run.")
+    flags.DEFINE_multi_string("cv", [], "LABEL=WORKDIR of a cross-validation.")
+    flags.DEFINE_string("out", None, "The PNG to write.")
+    flags.mark_flags_as_required(["out"])
 
 
 def _pairs(items: Sequence[str]) -> list[tuple[str, Path]]:
@@ -89,4 +93,5 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    _define_flags()
     app.run(main)

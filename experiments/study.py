@@ -20,10 +20,14 @@ from absl import app, flags, logging
 import cnn_jax
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("study", None, "Study config file, optionally :variant.")
-flags.DEFINE_string("workdir", None, "The study's directory; resumes if it holds cells.")
-flags.DEFINE_bool("report_only", False, "Write the report from the finished cells only.")
-flags.mark_flags_as_required(["study", "workdir"])
+
+
+def _define_flags() -> None:
+    """Defines the flags (when run as a script, so that importing defines none)."""
+    flags.DEFINE_string("study", None, "Study config file, optionally :variant.")
+    flags.DEFINE_string("workdir", None, "The study's directory; resumes if it holds cells.")
+    flags.DEFINE_bool("report_only", False, "Write the report from the finished cells only.")
+    flags.mark_flags_as_required(["study", "workdir"])
 
 
 _OWN_CODE = tuple(
@@ -56,4 +60,5 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    _define_flags()
     app.run(main)

@@ -126,3 +126,23 @@ def test_faults_page_names_tests_that_exist():
         if not re.search(rf"^def {name}\(", (ROOT / path).read_text(), re.M)
     ]
     assert not missing, missing
+
+
+def test_importing_the_scripts_defines_no_flags():
+    """Scripts define their absl flags when run, so any two can be imported together."""
+    import subprocess
+    import sys
+
+    names = sorted(p.stem for p in (ROOT / "experiments").glob("*.py") if p.stem != "__init__")
+    code = (
+        "import importlib\n"
+        "from absl import app, flags, logging\n"  # absl's own flags
+        "before = set(flags.FLAGS)\n"
+        f"for name in {names!r}:\n"
+        "    importlib.import_module('experiments.' + name)\n"
+        "print(sorted(set(flags.FLAGS) - before))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "[]", out.stdout
