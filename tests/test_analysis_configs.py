@@ -24,7 +24,6 @@ needs_mnist = pytest.mark.skipif(
 )
 
 
-@needs_mnist
 def test_keras_cifar10_cnn_runlocal(tmp_path):
     """The slides' Keras CIFAR-10 CNN config trains through the loop (synthetic 32x32)."""
     c = keras_cifar10_cnn.get_config("runlocal")

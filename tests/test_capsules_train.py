@@ -57,6 +57,8 @@ def test_multimnist_loader(tmp_path):
     assert np.all(train["label"].sum(-1) == 2)
     with pytest.raises(ValueError, match="train_size"):
         data.load_dataset("multimnist", "train", use_cache=False, train_size=0)
+    with pytest.raises(ValueError, match=r"`test_size` \(=10001\) must be at most the 10000"):
+        data.load_dataset("affnist_like", "test", use_cache=False, test_size=10001)
 
 
 @pytest.mark.slow

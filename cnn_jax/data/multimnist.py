@@ -260,8 +260,15 @@ def _affnist_local(root: Path, opts: dict) -> Splits:
             raise ValueError(f"`{key}` (={value!r}) must be a non-negative number")
     if opts["max_scale"] >= 1:
         raise ValueError(f"`max_scale` (={opts['max_scale']!r}) must be below 1")
+    sources = _mnist(root)
+    available = len(sources["test"]["label"])
+    if test_size > available:
+        raise ValueError(
+            f"`test_size` (={test_size}) must be at most the {available} MNIST test digits "
+            "the set is made from"
+        )
     splits = {}
-    for split, mnist in _mnist(root).items():
+    for split, mnist in sources.items():
         if split == "test":
             mnist = {k: v[:test_size] for k, v in mnist.items()}
         image = make_affnist_like(

@@ -4,8 +4,8 @@ Registered in ``cnn_jax.train.losses`` as ``wavenet_nll`` for models whose outpu
 per-id mean log2-likelihoods per sample (``cnn_jax.models.WaveNetScorer``: the model
 mu-law-encodes the batch's raw audio itself and masks the zero padding after each
 recording, so the input pipeline is unchanged). The training step passes the batch's
-labels to the model (global conditioning on the true id); evaluation passes none and the
-model scores every id, of which the loss takes the true one's. Per example:
+labels to the model (global conditioning on the true id), and so does evaluation (the
+loss sets ``label_in_eval``: one forward pass, scored on the true id). Per example:
 
 * loss: :math:`-\frac{1}{T_n} \sum_{t < T_n} \log_2 p(x_t \mid x_{<t}, y_n)`, bits per
   sample over the ``T_n`` valid samples of utterance ``n`` (the loop averages it over
