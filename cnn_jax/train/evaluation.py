@@ -7,12 +7,13 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import logging
 
 from cnn_jax.train import build
 from cnn_jax.train.parallel import Parallel
 from cnn_jax.train.state import TrainState
 
-__all__ = ["evaluate"]
+__all__ = ["evaluate", "log_metrics"]
 
 
 def evaluate(
@@ -70,3 +71,21 @@ def evaluate(
     if extra and summarize is not None:
         metrics.update(summarize(extra))
     return metrics
+
+
+def log_metrics(step: int, metrics: dict[str, float]) -> None:
+    """Logs an evaluation's main numbers (and mIoU for dense prediction) at INFO."""
+    logging.info(
+        "step %d: test loss %.4f, top-1 %.2f%%, top-5 %.2f%%",
+        step,
+        metrics["loss"],
+        100 * metrics["accuracy"],
+        100 * metrics["top5_accuracy"],
+    )
+    if "miou" in metrics:
+        logging.info(
+            "step %d: mIoU %.2f%%, pixel accuracy %.2f%%",
+            step,
+            100 * metrics["miou"],
+            100 * metrics["pixel_accuracy"],
+        )

@@ -350,21 +350,7 @@ class _Loop:
         run.writer.write(self.step, "test", self.test_metrics)
         if run.lead:
             self.progress.end_line()
-            m = self.test_metrics
-            logging.info(
-                "step %d: test loss %.4f, top-1 %.2f%%, top-5 %.2f%%",
-                self.step,
-                m["loss"],
-                100 * m["accuracy"],
-                100 * m["top5_accuracy"],
-            )
-            if "miou" in m:
-                logging.info(
-                    "step %d: mIoU %.2f%%, pixel accuracy %.2f%%",
-                    self.step,
-                    100 * m["miou"],
-                    100 * m["pixel_accuracy"],
-                )
+            evaluation.log_metrics(self.step, self.test_metrics)
         if run.plateau is not None and not (whole and subset is not None):
             self._reduce_on_plateau()
         self.t_window += time.perf_counter() - t_eval
