@@ -7,7 +7,8 @@ content ``relu4_2``, style ``relu1_1`` ... ``relu5_1`` with the paper's normaliz
 ``alpha / beta = 1e-3``, from the same white noise, L-BFGS with memory 10 and a strong
 Wolfe line search, ``--iters`` iterations, on ``--threads`` CPU threads each. The
 PyTorch version is written here (``torch_stylize``); cnn_jax's is
-``cnn_jax.style.stylize``, run in jit-compiled chunks of ``gcd(iters, 50)`` steps; an
+``cnn_jax.style.stylize`` (Winograd's F(4x4, 3x3) for VGG's wide layers unless
+``--winograd=off``), run in jit-compiled chunks of ``gcd(iters, 50)`` steps; an
 untimed first call compiles the chunk (its time, with one chunk's steps, is reported
 separately). Rounds are interleaved. PyTorch's number of loss evaluations is reported
 (optax's line search makes one per iteration once L-BFGS has a curvature estimate).
@@ -157,6 +158,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--size", type=int, default=512, help="image side (default 512)")
     parser.add_argument("--iters", type=int, default=300, help="L-BFGS iterations (300)")
     parser.add_argument("--rounds", type=int, default=1, help="timed rounds of each (1)")
+    parser.add_argument(
+        "--winograd",
+        choices=("on", "off"),
+        default="on",
+        help="cnn_jax's Winograd F(4x4, 3x3) for VGG's wide layers (stylize's default: on)",
+    )
     parser.add_argument("--json", default=None, help="write the result here")
     common.add_setup_arguments(parser)
     ns = parser.parse_args(argv)
@@ -187,7 +194,13 @@ def main(argv: list[str] | None = None) -> None:
 
     def run_jax(iters: int) -> float:
         _, hist = style.stylize(
-            params, content, style_img, steps=iters, init=init, callback_every=chunk
+            params,
+            content,
+            style_img,
+            steps=iters,
+            init=init,
+            callback_every=chunk,
+            winograd=ns.winograd == "on",
         )
         return float(jax.block_until_ready(hist)[-1])
 
@@ -224,6 +237,7 @@ def main(argv: list[str] | None = None) -> None:
         "cpu_ratio_cnn_jax_over_pytorch": med_cpu["cnn_jax"] / med_cpu["pytorch"],
         "rounds": {k: [round(v, 2) for v in vs] for k, vs in times.items()},
         "cnn_jax_chunk_steps": chunk,
+        "cnn_jax_winograd": ns.winograd,
         "cnn_jax_first_chunk_with_compile_s": first,
         "pytorch_loss_evaluations": evals,
         "ratio_cnn_jax_over_pytorch": med["cnn_jax"] / med["pytorch"],

@@ -209,6 +209,8 @@ def test_setup_xla_is_the_one_place_for_flags(monkeypatch):
         "benchmarks.studies.xla_flags_cpu",
         "benchmarks.launcher_speed",
         "benchmarks.reproduce",
+        "benchmarks.winograd_cpu",
+        "benchmarks.style_transfer_cpu",
     ],
 )
 def test_every_tool_has_help(module, capsys):
@@ -256,3 +258,13 @@ def test_launcher_speed_reads_the_training_windows(tmp_path):
     path.write_text(json.dumps(rows[1]) + "\n")
     with pytest.raises(ValueError, match="no training windows"):
         launcher_speed.window_times(path, batch_size=64)
+
+
+def test_winograd_quick_runs(capsys):
+    from benchmarks import winograd_cpu
+
+    winograd_cpu.main(["--quick", "--only", "conv2_1"])
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith("| conv2_1 64x64 64->128")]
+    assert len(rows) == 2, out  # forward, forward + input grad
+    assert all(float(r.split("|")[-2]) < 1e-4 for r in rows)  # max deviation

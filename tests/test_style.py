@@ -7,6 +7,8 @@ saved to a ``.pth`` by the tests, or initialized by flax with the same scheme. T
 optimization tests use the first two blocks at 16x16 so that they compile in seconds.
 """
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -199,6 +201,30 @@ def test_short_optimization_lowers_the_loss(params, optimizer):
     assert losses[-1] < 0.7 * losses[0]
     assert [s for s, _, _ in seen] == [3, 6]
     assert seen[-1][2] == pytest.approx(float(losses[-1]))
+
+
+def test_stylize_with_and_without_winograd(params):
+    """VGG's wide layers by Winograd (the default) or directly: the same optimization.
+
+    Up to relu3_1, conv2_2 (128 -> 128) and conv3_1 (128 -> 256) qualify."""
+    weights = style.StyleWeights(content_layers=("relu3_1",), style_layers=("relu1_1", "relu3_1"))
+    run = functools.partial(
+        style.stylize,
+        params,
+        _image(1),
+        _image(2),
+        weights=weights,
+        steps=4,
+        optimizer="adam",
+        learning_rate=0.05,
+        init="content",
+    )
+    img_w, losses_w = run()
+    img_d, losses_d = run(winograd=False)
+    np.testing.assert_allclose(losses_w, losses_d, rtol=1e-4)
+    np.testing.assert_allclose(img_w, img_d, atol=1e-4)
+    with pytest.raises(TypeError, match="`winograd` must be a bool, got 'yes'"):
+        run(winograd="yes")
 
 
 def test_stylize_bad_arguments(params):

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from jax import lax
 
-from cnn_jax import style
+from cnn_jax import ops, style
 from cnn_jax.style import fast_vgg
 
 LAYERS = ("conv1_1", "relu1_2", "pool1", "relu2_1", "relu3_1")
@@ -115,3 +115,54 @@ def test_bad_arguments(params):
         fast_vgg.prepare(params, ("conv9_9",))
     with pytest.raises(ValueError, match="features_12"):
         fast_vgg.prepare(params, ("relu4_1",))
+
+
+def test_winograd_layers_equal_direct(params, monkeypatch):
+    """``prepare(winograd=True)``: the wide layers by Winograd, same values and gradient."""
+    direct = fast_vgg.prepare(params, LAYERS)
+    wino = fast_vgg.prepare(params, LAYERS, winograd=True)
+    # conv2_2 (features_7, 128 -> 128) and conv3_1 (features_10, 128 -> 256) qualify
+    assert sorted(n for n, p in wino.items() if "u" in p) == ["features_10", "features_7"]
+    assert wino["features_10"]["u"].shape == (36, 128, 256)
+    assert wino["features_10"]["u_t"].shape == (36, 256, 128)
+    assert all("u" not in p for p in direct.values())
+    x = _x(3)
+    weights = jnp.asarray(np.random.default_rng(5).normal(size=(2, 4, 4, 256)))
+
+    def loss(p):
+        return lambda x: jnp.sum(fast_vgg.features(p, x, LAYERS, "avg")["relu3_1"] * weights)
+
+    want = fast_vgg.features(direct, x, LAYERS, "avg")["relu3_1"]
+    got = jax.jit(lambda x: fast_vgg.features(wino, x, LAYERS, "avg")["relu3_1"])(x)
+    np.testing.assert_allclose(got, want, rtol=0, atol=3e-5 * float(jnp.abs(want).max()))
+    g_want = jax.grad(loss(direct))(x)
+    g_got = jax.jit(jax.grad(loss(wino)))(x)
+    np.testing.assert_allclose(g_got, g_want, rtol=0, atol=3e-5 * float(jnp.abs(g_want).max()))
+    # the Winograd convolutions are in the program; none above the pixel bound
+    hlo = jax.jit(jax.grad(loss(wino))).lower(x).as_text()
+    monkeypatch.setattr(fast_vgg, "WINOGRAD_MAX_PIXELS", 0)
+    hlo_direct = jax.jit(jax.grad(loss(wino))).lower(x).as_text()
+    assert hlo.count("convolution(") < hlo_direct.count("convolution(")
+    assert hlo_direct.count("convolution(") == jax.jit(jax.grad(loss(direct))).lower(
+        x
+    ).as_text().count("convolution(")
+
+
+def test_conv3x3_winograd_derivatives(params):
+    k = params["features_7"]["kernel"]
+    x = jnp.asarray(np.random.default_rng(6).normal(size=(1, 8, 6, 128)), jnp.float32)
+    g = jnp.asarray(np.random.default_rng(8).normal(size=(1, 8, 6, 128)), jnp.float32)
+    dn = ("NHWC", "HWIO", "NHWC")
+
+    def ref(x, k):
+        return lax.conv_general_dilated(x, k, (1, 1), ((1, 1), (1, 1)), dimension_numbers=dn)
+
+    want = jax.vjp(ref, x, k)[1](g)
+    kt = fast_vgg.transpose_kernel(k)
+    u, u_t = ops.winograd_kernel(k), ops.winograd_kernel(kt)
+    y, vjp = jax.vjp(fast_vgg.conv3x3_winograd, x, k, u, u_t)
+    np.testing.assert_allclose(y, ref(x, k), rtol=0, atol=3e-5 * float(jnp.abs(y).max()))
+    dx, dk, du, du_t = vjp(g)
+    np.testing.assert_allclose(dx, want[0], rtol=0, atol=3e-5 * float(jnp.abs(dx).max()))
+    np.testing.assert_allclose(dk, want[1], rtol=1e-4, atol=1e-4)
+    assert not np.any(du) and not np.any(du_t)

@@ -15,6 +15,8 @@ The public ops, by module:
 * ``fast_paths``: the switch for the faster CPU derivatives (``use_fast_paths``), which
   live with their ops in the ``*_fast`` modules; ``geometry``: the one ``Geometry`` type
   they take. ``fast`` re-exports both under their former import path;
+* ``winograd``: the 3x3 ``'SAME'`` convolution by Winograd's F(4x4, 3x3) and its
+  kernel transform (fewer multiplications, float32 rounding about ``1e-5``);
 * ``limits``: the size bounds every op checks before building XLA code
   (``MAX_DIMENSION = 2**31 - 1`` positions per dimension, ``MAX_ELEMENTS = 2**40``).
 """
@@ -50,6 +52,11 @@ from cnn_jax.ops.shapes import (
     pool_output_size,
     receptive_field,
 )
+from cnn_jax.ops.winograd import (
+    winograd_conv3x3,
+    winograd_conv3x3_transformed,
+    winograd_kernel,
+)
 
 __all__ = [
     "FAST_PATHS",
@@ -82,4 +89,7 @@ __all__ = [
     "stochastic_pool",
     "tiled_conv",
     "use_fast_paths",
+    "winograd_conv3x3",
+    "winograd_conv3x3_transformed",
+    "winograd_kernel",
 ]

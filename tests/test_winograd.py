@@ -1,0 +1,131 @@
+"""cnn_jax.ops.winograd: the 3x3 'SAME' convolution by Winograd's F(4x4, 3x3).
+
+References: ``tests.reference.conv_ref`` (numpy, float64, one einsum per kernel tap)
+for the values; ``lax.conv_general_dilated``'s own derivative for both cotangents;
+``jax.test_util.check_grads`` for the derivative of the pre-transformed form.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax import lax
+from jax.test_util import check_grads
+
+from cnn_jax import ops
+from tests.reference import conv_ref
+
+DN = ("NHWC", "HWIO", "NHWC")
+
+
+def _lax_conv(x, k):
+    return lax.conv_general_dilated(x, k, (1, 1), ((1, 1), (1, 1)), dimension_numbers=DN)
+
+
+def _data(shape, c_out, seed=0, dtype=np.float32):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=shape).astype(dtype)
+    k = (rng.normal(size=(3, 3, shape[-1], c_out)) / np.sqrt(9 * shape[-1])).astype(dtype)
+    return x, k
+
+
+# sides that are and are not multiples of the 4x4 tile, a single pixel, a batch
+SHAPES = [(2, 8, 8, 3), (1, 7, 5, 4), (1, 1, 1, 2), (3, 13, 6, 5), (1, 16, 12, 16)]
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_equals_direct_convolution(shape):
+    x, k = _data(shape, 6)
+    want = conv_ref(x.astype(np.float64), k, padding="SAME")
+    got = ops.winograd_conv3x3(jnp.asarray(x), jnp.asarray(k))
+    assert got.shape == want.shape and got.dtype == jnp.float32
+    scale = np.abs(want).max()
+    np.testing.assert_allclose(got, want, rtol=0, atol=3e-5 * scale)
+    got_t = ops.winograd_conv3x3_transformed(x, ops.winograd_kernel(k))
+    np.testing.assert_allclose(got_t, want, rtol=0, atol=3e-5 * scale)
+
+
+def test_transforms_are_exact_in_float64():
+    """In float64 the result is a direct convolution's to about 1e-13: the matrices are right."""
+    x, k = _data((2, 9, 11, 7), 5, seed=3, dtype=np.float64)
+    want = conv_ref(x, k, padding="SAME")
+    with jax.enable_x64(True):
+        got = np.asarray(ops.winograd_conv3x3(jnp.asarray(x), jnp.asarray(k)))
+        assert got.dtype == np.float64
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-12 * np.abs(want).max())
+
+
+def test_float32_error_on_wide_layers():
+    """VGG-like 256 channels: within 1e-5 of the largest output, as the docstring says."""
+    x, k = _data((1, 12, 12, 256), 32, seed=5)
+    want = conv_ref(x.astype(np.float64), k, padding="SAME")
+    got = np.asarray(ops.winograd_conv3x3(jnp.asarray(x), jnp.asarray(k)))
+    assert np.abs(got - want).max() <= 1e-5 * np.abs(want).max()
+
+
+def test_kernel_transform_shape_and_values():
+    """Position (i, j) of ``u`` is ``(G g G^T)[i, j]`` for each channel pair."""
+    _, k = _data((1, 4, 4, 2), 3, seed=1, dtype=np.float64)
+    g = np.array(
+        [
+            [1 / 4, 0, 0],
+            [-1 / 6, -1 / 6, -1 / 6],
+            [-1 / 6, 1 / 6, -1 / 6],
+            [1 / 24, 1 / 12, 1 / 6],
+            [1 / 24, -1 / 12, 1 / 6],
+            [0, 0, 1],
+        ]
+    )
+    with jax.enable_x64(True):
+        u = np.asarray(ops.winograd_kernel(jnp.asarray(k)))
+    assert u.shape == (36, 2, 3)
+    for c in range(2):
+        for o in range(3):
+            np.testing.assert_allclose(
+                u[:, c, o].reshape(6, 6), g @ k[:, :, c, o] @ g.T, atol=1e-14
+            )
+
+
+@pytest.mark.parametrize("shape", [(2, 6, 7, 3), (1, 9, 4, 8)])
+def test_derivatives_equal_lax(shape):
+    x, k = _data(shape, 5, seed=2)
+    g = np.random.default_rng(7).normal(size=(*shape[:3], 5)).astype(np.float32)
+    want_dx, want_dk = jax.vjp(_lax_conv, x, k)[1](g)
+    y, vjp = jax.vjp(ops.winograd_conv3x3, jnp.asarray(x), jnp.asarray(k))
+    assert y.shape == (*shape[:3], 5)
+    dx, dk = vjp(jnp.asarray(g))
+    np.testing.assert_allclose(dx, want_dx, rtol=0, atol=3e-5 * np.abs(want_dx).max())
+    np.testing.assert_allclose(dk, want_dk, rtol=1e-5, atol=1e-5 * np.abs(want_dk).max())
+    # under jit and through a loss: the same numbers
+    loss = jax.jit(jax.grad(lambda x, k: jnp.sum(ops.winograd_conv3x3(x, k) * g), (0, 1)))
+    dx2, dk2 = loss(x, k)
+    np.testing.assert_allclose(dx2, want_dx, rtol=0, atol=3e-5 * np.abs(want_dx).max())
+    np.testing.assert_allclose(dk2, want_dk, rtol=1e-5, atol=1e-5 * np.abs(want_dk).max())
+
+
+def test_transformed_form_gradients_numerically():
+    x, k = _data((1, 5, 6, 2), 3, seed=4, dtype=np.float64)
+    with jax.enable_x64(True):
+        u = ops.winograd_kernel(jnp.asarray(k))
+        check_grads(ops.winograd_conv3x3_transformed, (jnp.asarray(x), u), order=2, modes="rev")
+        check_grads(ops.winograd_conv3x3, (jnp.asarray(x), jnp.asarray(k)), order=1, modes="rev")
+
+
+def test_bad_arguments_name_themselves():
+    x, k = _data((1, 8, 8, 4), 2)
+    with pytest.raises(ValueError, match=r"`x` must have rank 4"):
+        ops.winograd_conv3x3(x[0], k)
+    with pytest.raises(TypeError, match="`x` must be an array"):
+        ops.winograd_conv3x3([[1.0]], k)
+    with pytest.raises(TypeError, match=r"floating-point.*int32"):
+        ops.winograd_conv3x3(jnp.ones((1, 4, 4, 4), jnp.int32), k)
+    with pytest.raises(ValueError, match=r"\(3, 3, C_in, C_out\), got \(5, 5, 4, 2\)"):
+        ops.winograd_conv3x3(x, np.zeros((5, 5, 4, 2), np.float32))
+    with pytest.raises(ValueError, match="3 input channels but `x` has 4"):
+        ops.winograd_conv3x3(x, np.zeros((3, 3, 3, 2), np.float32))
+    with pytest.raises(ValueError, match=r"`kernel` must have shape"):
+        ops.winograd_kernel(np.zeros((3, 3, 4), np.float32))
+    with pytest.raises(
+        ValueError, match=r"`u` must be winograd_kernel\(kernel\).*\(36, 4, C_out\)"
+    ):
+        ops.winograd_conv3x3_transformed(x, np.zeros((16, 4, 2), np.float32))
