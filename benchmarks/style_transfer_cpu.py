@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> None:
         "--winograd",
         choices=("on", "off"),
         default="on",
-        help="cnn_jax's Winograd F(4x4, 3x3) for VGG's wide layers (stylize's default: on)",
+        help="cnn_jax's Winograd F(4x4, 3x3) for VGG's wide layers (on: stylize's CPU default)",
     )
     parser.add_argument("--json", default=None, help="write the result here")
     common.add_setup_arguments(parser)

@@ -14,7 +14,15 @@ needed there and XLA removes it). The ratio winograd / lax chose
 ``fast_vgg.WINOGRAD_MIN_CHANNELS`` and ``WINOGRAD_MAX_PIXELS``. The largest deviation
 from the direct convolution, relative to its largest output, is printed per layer.
 
-Command: ``python -m benchmarks.winograd_cpu`` (``--quick`` for a smoke run).
+Then the whole loss ``stylize`` differentiates (Gatys et al.'s: content ``relu4_2``,
+style ``relu1_1`` ... ``relu5_1``, average pooling, VGG-19 with flax's initialization),
+its value and image gradient at the same size, jit-compiled, with
+``fast_vgg.prepare(winograd=False)`` against ``winograd=True``; and the gradients'
+relative L2 distance from a float64 computation at 128x128 (the float64 one alone is
+slow at 512x512).
+
+Command: ``python -m benchmarks.winograd_cpu`` (``--quick`` for a smoke run,
+``--only loss`` for the whole loss alone).
 """
 
 from __future__ import annotations
@@ -56,6 +64,68 @@ def _call(fn, x, g, args):
     import jax
 
     return jax.block_until_ready(fn(x, *args) if g is None else fn(x, g, *args))
+
+
+def _gatys_loss(size: int, winograd: bool, dtype=np.float32):
+    """``(image, jitted value-and-gradient)`` of Gatys' loss at ``size``, as ``stylize``."""
+    import jax
+    import jax.numpy as jnp
+
+    from cnn_jax import style
+    from cnn_jax.style import fast_vgg
+
+    weights = style.StyleWeights()
+    model = style.VGGFeatures(layers=("relu5_1",))
+    params = jax.jit(model.init)(jax.random.key(0), jnp.zeros((1, 16, 16, 3)))["params"]
+    params = jax.tree.map(lambda a: jnp.asarray(a, dtype), params)
+    prep = fast_vgg.prepare(params, weights.layers, winograd=winograd)
+    rng = np.random.default_rng(0)
+    content, image = (jnp.asarray(rng.random((size, size, 3)), dtype) for _ in range(2))
+    feats = fast_vgg.features(prep, style.preprocess(content[None]), weights.layers, "avg")
+    targets = {n: feats[n] for n in weights.content_layers}
+    grams = {n: style.gram_matrix(feats[n]) for n in weights.style_layers}
+
+    def loss(img):
+        f = fast_vgg.features(prep, style.preprocess(img[None]), weights.layers, "avg")
+        return style.total_loss(f, img[None], targets, grams, weights)[0][0]
+
+    return image, jax.jit(jax.value_and_grad(loss))
+
+
+def _whole_loss(settings, size: int) -> list[list[str]]:
+    """Times the loss both ways; the gradients' distance from float64 at 128x128."""
+    import jax
+
+    image, direct = _gatys_loss(size, False)
+    _, wino = _gatys_loss(size, True)
+    timed = measure(
+        {
+            "lax": lambda: jax.block_until_ready(direct(image)),
+            "winograd": lambda: jax.block_until_ready(wino(image)),
+        },
+        settings.rounds,
+        settings.reps,
+        settings.order,
+    )
+    side = min(size, 128)
+    with jax.enable_x64(True):
+        image64, exact = _gatys_loss(side, False, np.float64)
+        g64 = np.asarray(exact(image64)[1], np.float64)
+    devs = []
+    for winograd in (False, True):
+        image32, fn = _gatys_loss(side, winograd)
+        g = np.asarray(fn(image32)[1], np.float64)
+        devs.append(np.linalg.norm(g - g64) / np.linalg.norm(g64))
+    return [
+        [
+            f"Gatys loss {size}x{size}",
+            "value + image gradient",
+            format_ms(timed["lax"].median),
+            format_ms(timed["winograd"].median),
+            format_ratio(ratio(timed["winograd"], timed["lax"])),
+            f"gradient vs float64 at {side}x{side}: {devs[0]:.1e} (lax), {devs[1]:.1e} (winograd)",
+        ]
+    ]
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -105,6 +175,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                     f"{err:.1e}",
                 ]
             )
+    if not settings.only or settings.only == "loss":
+        rows += _whole_loss(settings, 512 // scale)
     print("# Winograd F(4x4, 3x3) against the direct convolution, VGG-19's layers (CPU)\n")
     print("\n".join(environment_lines(settings, used)))
     print()

@@ -268,3 +268,14 @@ def test_winograd_quick_runs(capsys):
     rows = [line for line in out.splitlines() if line.startswith("| conv2_1 64x64 64->128")]
     assert len(rows) == 2, out  # forward, forward + input grad
     assert all(float(r.split("|")[-2]) < 1e-4 for r in rows)  # max deviation
+
+
+@pytest.mark.slow
+def test_winograd_whole_loss_quick_runs(capsys):
+    """The Gatys loss both ways at 128x128 and the float64 check (compiles VGG-19: slow)."""
+    from benchmarks import winograd_cpu
+
+    winograd_cpu.main(["--quick", "--only", "loss"])
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith("| Gatys loss 128x128")]
+    assert len(rows) == 1 and "gradient vs float64 at 128x128" in rows[0], out

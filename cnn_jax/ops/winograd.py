@@ -9,15 +9,15 @@ makes 9 multiply-adds per output pixel and channel pair; this makes 36 per 16 pi
 2.25 per pixel: 4x fewer, for the price of the transforms (elementwise sums over
 slices, memory-bound). It wins where the products dominate: many channels on small
 feature maps (VGG's 256 and 512 channel layers); with 64 channels on large maps the
-transforms cost more than they save. ``python -m benchmarks.winograd_cpu`` measures
-both per VGG-19 layer; ``docs/RESULTS.md`` ("Neural style transfer") has the table that
-chose where :mod:`cnn_jax.style` uses it.
+transforms cost more than they save (``python -m benchmarks.winograd_cpu`` times both
+per VGG-19 layer).
 
 Accuracy: the transforms have entries up to 8 and 1/24, so in float32 the result
-differs from a direct convolution by about ``1e-5`` of the output's largest magnitude
-(tested), against about ``1e-7`` for a direct convolution in another summation order.
-Use it where that is fine (optimizing an image through a fixed network), not where
-results must match bit for bit.
+differs from the exact convolution by up to about ``2e-5`` of the output's largest
+magnitude with 512 channels, more than a direct float32 convolution's deviation (both
+tested). 16-bit inputs are computed in float32 and rounded once at the end. Use it
+where that is fine (optimizing an image through a fixed network), not where results
+must match bit for bit.
 
 The points are Lavin & Gray's (0, 1, -1, 2, -2, infinity); the matrices below are
 theirs, checked by the tests against a direct convolution in float64.
@@ -98,45 +98,56 @@ def _taps(blocked: Array, axis: int, tiles: int) -> list[Array]:
     return out
 
 
-def _check_input(x: Any) -> None:
+def _check_input(x: Any) -> Array:
     check_array_rank(x, "x", 4, "(N, H, W, C)")
-    if not jnp.issubdtype(jnp.result_type(x), jnp.floating):
-        raise TypeError(f"`x` must be a floating-point array, got dtype {jnp.result_type(x)}")
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        raise TypeError(f"`x` must be a floating-point array, got dtype {x.dtype}")
+    if min(x.shape[1:3]) < 1:
+        raise ValueError(f"`x` must have H, W >= 1, got shape {tuple(x.shape)}")
+    return jnp.asarray(x)
 
 
-def _check_kernel(kernel: Any, channels: int) -> None:
-    shape = tuple(np.shape(kernel))
-    if len(shape) != 4 or shape[:2] != (3, 3):
-        raise ValueError(f"`kernel` must have shape (3, 3, C_in, C_out), got {shape}")
-    if shape[2] != channels:
-        raise ValueError(
-            f"`kernel` has {shape[2]} input channels but `x` has {channels} (shape {shape})"
-        )
+def _as_float_kernel(kernel: Any, name: str = "kernel") -> Array:
+    kernel = jnp.asarray(kernel)
+    if kernel.ndim != 4 or kernel.shape[:2] != (3, 3):
+        raise ValueError(f"`{name}` must have shape (3, 3, C_in, C_out), got {kernel.shape}")
+    if not jnp.issubdtype(kernel.dtype, jnp.floating):
+        raise TypeError(f"`{name}` must be a floating-point array, got dtype {kernel.dtype}")
+    return kernel
+
+
+def _compute_dtype(*dtypes: Any) -> Any:
+    """At least float32: in 16-bit floats the transforms' 1/6 and 8 cost ~3 bits more."""
+    return jnp.result_type(jnp.float32, *dtypes)
 
 
 def winograd_kernel(kernel: Array) -> Array:
     """The transformed kernel ``G g G^T`` of every channel pair, ``(36, C_in, C_out)``.
 
     Args:
-      kernel: ``(3, 3, C_in, C_out)`` (HWIO).
+      kernel: ``(3, 3, C_in, C_out)`` (HWIO), floating point.
 
     Returns:
-      ``(36, C_in, C_out)`` in the kernel's dtype; position ``6 * i + j`` of the 6x6
-      transformed tile first.
+      ``(36, C_in, C_out)``, position ``6 * i + j`` of the 6x6 transformed tile first,
+      in float32 for 16-bit kernels (the transform's 1/6 and 1/24 are not exact there)
+      and in the kernel's dtype otherwise.
 
     Raises:
       ValueError: if ``kernel`` is not ``(3, 3, C_in, C_out)``.
+      TypeError: if ``kernel`` is not floating point.
     """
-    shape = tuple(np.shape(kernel))
-    if len(shape) != 4 or shape[:2] != (3, 3):
-        raise ValueError(f"`kernel` must have shape (3, 3, C_in, C_out), got {shape}")
-    kernel = jnp.asarray(kernel)
-    g = jnp.asarray(_G, kernel.dtype)
-    u = jnp.einsum("ij,jkco,lk->ilco", g, kernel, g, precision=lax.Precision.HIGHEST)
-    return u.reshape(_A * _A, shape[2], shape[3])
+    kernel = _as_float_kernel(kernel)
+    dt = _compute_dtype(kernel.dtype)
+    g = jnp.asarray(_G, dt)
+    u = jnp.einsum("ij,jkco,lk->ilco", g, kernel.astype(dt), g, precision=lax.Precision.HIGHEST)
+    return u.reshape(_A * _A, *kernel.shape[2:])
 
 
 def _conv_transformed(x: Array, u: Array) -> Array:
+    """The convolution in at least float32 (then cast to ``x.dtype``); shapes checked."""
+    out_dtype = x.dtype
+    dt = _compute_dtype(x.dtype, u.dtype)
+    x, u = x.astype(dt), u.astype(dt)
     n, h, w, c = x.shape
     th, tw = -(-h // TILE), -(-w // TILE)  # tiles per side (the last one padded)
     pad = ((0, 0), (1, TILE * th - h + 3), (1, TILE * tw - w + 3), (0, 0))
@@ -146,13 +157,15 @@ def _conv_transformed(x: Array, u: Array) -> Array:
     cols = lax.optimization_barrier(jnp.stack(_combine(_taps(xp, 2, tw), _BT)))
     cols = cols.reshape(_A, n, th + 1, TILE, tw, c)
     v = jnp.stack(_combine(_taps(cols, 2, th), _BT)).reshape(_A * _A, n * th * tw, c)
-    m = lax.dot_general(v, u.astype(v.dtype), (((2,), (1,)), ((0,), (0,))))
+    # HIGHEST: on accelerators the default may multiply in bf16/TF32, which the
+    # transforms' entries (up to 8 and 1/24) would amplify
+    m = lax.dot_general(v, u, (((2,), (1,)), ((0,), (0,))), precision=lax.Precision.HIGHEST)
     m = m.reshape(_A, _A, n, th, tw, -1)
     # A^T m A, again in two passes; the result is assembled as (n, th, p, tw, q, C_out).
     half = lax.optimization_barrier(jnp.stack(_combine([m[:, j] for j in range(_A)], _AT)))
     rows = [jnp.stack(_combine([half[q, i] for i in range(_A)], _AT), 2) for q in range(TILE)]
     y = jnp.stack(rows, 4).reshape(n, TILE * th, TILE * tw, -1)
-    return y[:, :h, :w]
+    return y[:, :h, :w].astype(out_dtype)
 
 
 def winograd_conv3x3_transformed(x: Array, u: Array) -> Array:
@@ -160,26 +173,30 @@ def winograd_conv3x3_transformed(x: Array, u: Array) -> Array:
 
     For loops that convolve with a fixed kernel many times (the transform is then done
     once, outside). Differentiable by JAX's rules for its parts (slices, sums, a
-    batched matrix product); :func:`winograd_conv3x3` has a faster input gradient.
+    batched matrix product), in both modes; :func:`winograd_conv3x3` has a faster
+    input gradient.
 
     Args:
-      x: ``(N, H, W, C_in)``, any ``H, W >= 1``.
-      u: ``winograd_kernel(kernel)``, ``(36, C_in, C_out)``.
+      x: ``(N, H, W, C_in)`` floating point, ``H, W >= 1``.
+      u: ``winograd_kernel(kernel)``, ``(36, C_in, C_out)`` floating point.
 
     Returns:
-      ``(N, H, W, C_out)``: the 3x3 stride-1 ``'SAME'`` convolution.
+      ``(N, H, W, C_out)`` in ``x``'s dtype: the 3x3 stride-1 ``'SAME'`` convolution,
+      computed in at least float32 (16-bit inputs are not transformed in 16 bits).
 
     Raises:
       ValueError, TypeError: for a bad rank, dtype or shape, naming the argument.
     """
-    _check_input(x)
-    shape = tuple(np.shape(u))
-    if len(shape) != 3 or shape[0] != _A * _A or shape[1] != x.shape[-1]:
+    x = _check_input(x)
+    u = jnp.asarray(u)
+    if u.ndim != 3 or u.shape[0] != _A * _A or u.shape[1] != x.shape[-1]:
         raise ValueError(
             f"`u` must be winograd_kernel(kernel) of shape (36, {x.shape[-1]}, C_out) for "
-            f"`x` of shape {tuple(x.shape)}, got {shape}"
+            f"`x` of shape {tuple(x.shape)}, got {tuple(u.shape)}"
         )
-    return _conv_transformed(jnp.asarray(x), jnp.asarray(u))
+    if not jnp.issubdtype(u.dtype, jnp.floating):
+        raise TypeError(f"`u` must be a floating-point array, got dtype {u.dtype}")
+    return _conv_transformed(x, u)
 
 
 @jax.custom_vjp
@@ -213,13 +230,14 @@ def winograd_conv3x3(x: Array, kernel: Array) -> Array:
 
     The same function as ``lax.conv_general_dilated(x, kernel, (1, 1), ((1, 1), (1, 1)),
     dimension_numbers=('NHWC', 'HWIO', 'NHWC'))`` up to float rounding (see the module
-    docstring). Reverse-mode differentiable (a ``jax.custom_vjp``, so not forward
-    mode): the input gradient is itself a Winograd convolution (with the flipped,
-    channel-swapped kernel); the kernel gradient is ``lax``'s.
+    docstring), computed in at least float32 and returned in ``x``'s dtype.
+    Reverse-mode differentiable (a ``jax.custom_vjp``: ``jax.jvp`` raises JAX's
+    ``TypeError``): the input gradient is itself a Winograd convolution (with the
+    flipped, channel-swapped kernel); the kernel gradient is ``lax``'s.
 
     Args:
-      x: ``(N, H, W, C_in)`` floating point, any ``H, W >= 1``.
-      kernel: ``(3, 3, C_in, C_out)``.
+      x: ``(N, H, W, C_in)`` floating point, ``H, W >= 1``.
+      kernel: ``(3, 3, C_in, C_out)`` of ``x``'s dtype (as ``lax`` requires).
 
     Returns:
       ``(N, H, W, C_out)``.
@@ -227,7 +245,15 @@ def winograd_conv3x3(x: Array, kernel: Array) -> Array:
     Raises:
       ValueError, TypeError: for a bad rank, dtype or shape, naming the argument.
     """
-    _check_input(x)
-    _check_kernel(kernel, x.shape[-1])
-    x = jnp.asarray(x)
-    return _winograd_conv(x, jnp.asarray(kernel, x.dtype))
+    x = _check_input(x)
+    kernel = _as_float_kernel(kernel)
+    if kernel.shape[2] != x.shape[-1]:
+        raise ValueError(
+            f"`kernel` has {kernel.shape[2]} input channels but `x` has {x.shape[-1]} "
+            f"(kernel shape {kernel.shape}, x shape {tuple(x.shape)})"
+        )
+    if kernel.dtype != x.dtype:
+        raise TypeError(
+            f"`kernel` (dtype {kernel.dtype}) and `x` (dtype {x.dtype}) must have one dtype"
+        )
+    return _winograd_conv(x, kernel)

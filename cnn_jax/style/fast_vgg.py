@@ -26,12 +26,11 @@ RGB first layer) is one matrix product with all nine taps' kernels followed by t
 of the nine shifted results, instead of a convolution with 3 output channels.
 
 With ``prepare(..., winograd=True)`` (what :func:`cnn_jax.style.stylize` does by
-default), the layers with at least :data:`WINOGRAD_MIN_CHANNELS` input and output
+default on the CPU), the layers with at least :data:`WINOGRAD_MIN_CHANNELS` input and output
 channels run on feature maps of at most :data:`WINOGRAD_MAX_PIXELS` pixels by Winograd's
 F(4x4, 3x3) (:mod:`cnn_jax.ops.winograd`), forward and input gradient alike, with
-kernels transformed once by :func:`prepare`: 4x fewer multiplications where the matrix
-products dominate (VGG-19's 256 and 512 channel layers at a 512x512 input), at a float32
-rounding of about ``1e-5`` of each layer's output.
+kernels transformed once by :func:`prepare`: 4x fewer multiplications, at a float32
+rounding of up to about ``2e-5`` of each layer's largest output.
 
 The derivative is exact for any use (up to that rounding on Winograd layers): the
 output does not depend on ``kernel_t``
@@ -72,8 +71,8 @@ _PAD = ((1, 1), (1, 1))
 GEMM_BELOW_CHANNELS = 8
 #: With ``prepare(..., winograd=True)``: layers with at least this many input and output
 #: channels, on feature maps of at most ``WINOGRAD_MAX_PIXELS`` pixels, use Winograd's
-#: F(4x4, 3x3) (:mod:`cnn_jax.ops.winograd`): VGG-19's 256 and 512 channel layers at
-#: 512x512 input, where it measured faster than XLA:CPU's direct convolution.
+#: F(4x4, 3x3) (:mod:`cnn_jax.ops.winograd`); ``python -m benchmarks.winograd_cpu``
+#: times both forms per VGG-19 layer.
 WINOGRAD_MIN_CHANNELS = 128
 WINOGRAD_MAX_PIXELS = 128 * 128
 
@@ -200,7 +199,10 @@ def prepare(
 
     Raises:
       ValueError: for unknown layers or missing modules (``select_params``).
+      TypeError: if ``winograd`` is not a bool.
     """
+    if not isinstance(winograd, bool):
+        raise TypeError(f"`winograd` must be a bool, got {winograd!r}")
     selected = select_params(params, layers)
     out = {}
     for name, p in selected.items():

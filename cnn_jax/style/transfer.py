@@ -150,7 +150,7 @@ def stylize(
     preprocessing: str = "torchvision",
     callback: Callback | None = None,
     callback_every: int | None = None,
-    winograd: bool = True,
+    winograd: bool | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Optimizes an image for Gatys et al.'s loss.
 
@@ -173,8 +173,10 @@ def stylize(
       callback: called as ``callback(step, image, {'loss': ...})`` after every chunk.
       callback_every: steps per jit-compiled chunk (default: all steps in one).
       winograd: compute VGG-19's wide layers on small feature maps by Winograd's
-        F(4x4, 3x3) (``fast_vgg.prepare``; faster on CPUs, float32 rounding about
-        ``1e-5`` of a layer's output); ``False``: direct convolutions only.
+        F(4x4, 3x3) (``fast_vgg.prepare``; float32 rounding up to about ``2e-5`` of a
+        layer's largest output); ``False``: direct convolutions only; ``None``
+        (default): on when JAX's default backend is the CPU, where it was measured
+        faster (GPU and TPU libraries choose their own convolution algorithms).
 
     Returns:
       ``(image (H, W, 3) clipped to [0, 1], losses (steps + 1,))``: ``losses[i]`` is
@@ -198,8 +200,10 @@ def stylize(
     tx = _make_optimizer(optimizer, float(learning_rate))
     if pooling not in ("max", "avg"):
         raise ValueError(f"`pooling` (={pooling!r}) must be 'max' or 'avg'")
+    if winograd is None:
+        winograd = jax.default_backend() == "cpu"
     if not isinstance(winograd, bool):
-        raise TypeError(f"`winograd` must be a bool, got {winograd!r}")
+        raise TypeError(f"`winograd` must be a bool or None, got {winograd!r}")
     prepared = fast_vgg.prepare(params, weights.layers, winograd=winograd)
     feats = functools.partial(
         _features, layers=weights.layers, pooling=pooling, preprocessing=preprocessing
