@@ -95,26 +95,21 @@ def test_vmap_over_inputs_and_kernels():
 
 
 def test_kernel_transform_shape_and_values():
-    """Position (i, j) of ``u`` is ``(G g G^T)[i, j]`` for each channel pair."""
+    """The interpolation points' meaning, not the module's matrix: at the point 0 the
+    kernel polynomial is its first tap, at infinity its last; the transform row of
+    point 0 carries Lavin & Gray's scale 1/4 (``6 * i + j`` indexes the 6x6 tile)."""
     _, k = _data((1, 4, 4, 2), 3, seed=1, dtype=np.float64)
-    g = np.array(
-        [
-            [1 / 4, 0, 0],
-            [-1 / 6, -1 / 6, -1 / 6],
-            [-1 / 6, 1 / 6, -1 / 6],
-            [1 / 24, 1 / 12, 1 / 6],
-            [1 / 24, -1 / 12, 1 / 6],
-            [0, 0, 1],
-        ]
-    )
     with jax.enable_x64(True):
         u = np.asarray(ops.winograd_kernel(jnp.asarray(k)))
-    assert u.shape == (36, 2, 3)
-    for c in range(2):
-        for o in range(3):
-            np.testing.assert_allclose(
-                u[:, c, o].reshape(6, 6), g @ k[:, :, c, o] @ g.T, atol=1e-14
-            )
+        u2, u2_t = (np.asarray(a) for a in ops.winograd_transforms(jnp.asarray(k)))
+    assert u.shape == (36, 2, 3) and u2_t.shape == (36, 3, 2)
+    np.testing.assert_array_equal(u2, u)
+    np.testing.assert_allclose(u[0], k[0, 0] / 16, atol=1e-14)  # (0, 0)
+    np.testing.assert_allclose(u[5], k[0, 2] / 4, atol=1e-14)  # (0, infinity)
+    np.testing.assert_allclose(u[30], k[2, 0] / 4, atol=1e-14)  # (infinity, 0)
+    np.testing.assert_allclose(u[35], k[2, 2], atol=1e-14)  # (infinity, infinity)
+    # u_t transforms the flipped, channel-swapped kernel
+    np.testing.assert_allclose(u2_t[35], k[0, 0].T, atol=1e-14)
 
 
 @pytest.mark.parametrize("shape", [(2, 6, 7, 3), (1, 9, 4, 8)])

@@ -56,6 +56,7 @@ from cnn_jax.ops.winograd import (
     winograd_conv3x3,
     winograd_conv3x3_transformed,
     winograd_kernel,
+    winograd_transforms,
 )
 
 __all__ = [
@@ -92,4 +93,5 @@ __all__ = [
     "winograd_conv3x3",
     "winograd_conv3x3_transformed",
     "winograd_kernel",
+    "winograd_transforms",
 ]

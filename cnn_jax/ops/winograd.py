@@ -34,7 +34,13 @@ from jax import lax
 
 from cnn_jax.ops._validate import check_array_rank
 
-__all__ = ["TILE", "winograd_conv3x3", "winograd_conv3x3_transformed", "winograd_kernel"]
+__all__ = [
+    "TILE",
+    "winograd_conv3x3",
+    "winograd_conv3x3_transformed",
+    "winograd_kernel",
+    "winograd_transforms",
+]
 
 Array = Any
 
@@ -199,33 +205,51 @@ def winograd_conv3x3_transformed(x: Array, u: Array) -> Array:
     return _conv_transformed(x, u)
 
 
+def winograd_transforms(kernel: Array) -> tuple[Array, Array]:
+    """``(u, u_t)``: the transformed kernel and that of its input-gradient kernel.
+
+    ``u_t`` transforms ``kernel`` flipped in space with its channels swapped
+    (``(3, 3, C_out, C_in)``), the kernel whose convolution with an output gradient is
+    the input gradient. Compute them once for a fixed kernel and pass them to
+    :func:`winograd_conv3x3` as ``transforms``.
+
+    Raises:
+      ValueError, TypeError: as :func:`winograd_kernel`.
+    """
+    kernel = _as_float_kernel(kernel)
+    return winograd_kernel(kernel), winograd_kernel(jnp.flip(kernel, (0, 1)).swapaxes(2, 3))
+
+
 @jax.custom_vjp
-def _winograd_conv(x: Array, kernel: Array) -> Array:
-    return _conv_transformed(x, winograd_kernel(kernel))
+def _winograd_conv(x: Array, kernel: Array, u: Array, u_t: Array) -> Array:
+    return _conv_transformed(x, u)
 
 
-def _fwd(x: Array, kernel: Array) -> tuple[Array, tuple[Array, Array]]:
-    return _winograd_conv(x, kernel), (x, kernel)
+def _fwd(x: Array, kernel: Array, u: Array, u_t: Array) -> tuple[Array, tuple]:
+    return _conv_transformed(x, u), (x, kernel, u, u_t)
 
 
-def _bwd(res: tuple[Array, Array], g: Array) -> tuple[Array, Array]:
-    x, kernel = res
-    # the input gradient is the convolution of g with the kernel flipped in space and
-    # its channels swapped: another 3x3 'SAME' convolution, so Winograd again
-    flipped = jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2)
-    dx = _conv_transformed(g, winograd_kernel(flipped))
+def _bwd(res: tuple, g: Array) -> tuple[Array, Array, Array, Array]:
+    # The value depends on x and kernel only (u, u_t are functions of kernel): the
+    # transforms' cotangents are zero and the kernel's is lax's (removed by XLA where
+    # unused). The input gradient is a 3x3 'SAME' convolution of g with the flipped,
+    # channel-swapped kernel: Winograd again, with u_t.
+    x, kernel, u, u_t = res
+    dx = _conv_transformed(g, u_t)
     _, kernel_vjp = jax.vjp(
         lambda k: lax.conv_general_dilated(x, k, (1, 1), ((1, 1), (1, 1)), dimension_numbers=_DN),
         kernel,
     )
     (dk,) = kernel_vjp(g)
-    return dx.astype(x.dtype), dk
+    return dx.astype(x.dtype), dk, jnp.zeros_like(u), jnp.zeros_like(u_t)
 
 
 _winograd_conv.defvjp(_fwd, _bwd)
 
 
-def winograd_conv3x3(x: Array, kernel: Array) -> Array:
+def winograd_conv3x3(
+    x: Array, kernel: Array, transforms: tuple[Array, Array] | None = None
+) -> Array:
     """A 3x3, stride-1, ``'SAME'`` convolution by Winograd's F(4x4, 3x3).
 
     The same function as ``lax.conv_general_dilated(x, kernel, (1, 1), ((1, 1), (1, 1)),
@@ -238,6 +262,9 @@ def winograd_conv3x3(x: Array, kernel: Array) -> Array:
     Args:
       x: ``(N, H, W, C_in)`` floating point, ``H, W >= 1``.
       kernel: ``(3, 3, C_in, C_out)`` of ``x``'s dtype (as ``lax`` requires).
+      transforms: ``winograd_transforms(kernel)``, computed once outside a loop that
+        convolves with a fixed kernel; ``None``: computed here. They must be those of
+        ``kernel`` (their cotangents are zero; the kernel's is ``lax``'s).
 
     Returns:
       ``(N, H, W, C_out)``.
@@ -256,4 +283,15 @@ def winograd_conv3x3(x: Array, kernel: Array) -> Array:
         raise TypeError(
             f"`kernel` (dtype {kernel.dtype}) and `x` (dtype {x.dtype}) must have one dtype"
         )
-    return _winograd_conv(x, kernel)
+    u, u_t = winograd_transforms(kernel) if transforms is None else transforms
+    c_in, c_out = kernel.shape[2:]
+    if tuple(np.shape(u)) != (_A * _A, c_in, c_out) or tuple(np.shape(u_t)) != (
+        _A * _A,
+        c_out,
+        c_in,
+    ):
+        raise ValueError(
+            f"`transforms` must be winograd_transforms(kernel) of shapes (36, {c_in}, "
+            f"{c_out}) and (36, {c_out}, {c_in}), got {np.shape(u)} and {np.shape(u_t)}"
+        )
+    return _winograd_conv(x, kernel, u, u_t)

@@ -49,7 +49,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from cnn_jax import ops
-from cnn_jax.ops.winograd import winograd_conv3x3_transformed, winograd_kernel
+from cnn_jax.ops.winograd import winograd_conv3x3, winograd_transforms
 from cnn_jax.style.features import _BLOCKS, _TABLE, check_layers, min_image_size, select_params
 
 __all__ = [
@@ -148,9 +148,11 @@ def _conv3x3_bwd(res: tuple, g: Array) -> tuple[Array, Array, Array]:
 conv3x3.defvjp(_conv3x3_fwd, _conv3x3_bwd)
 
 
-@jax.custom_vjp
 def conv3x3_winograd(x: Array, kernel: Array, u: Array, u_t: Array) -> Array:
     """:func:`conv3x3` by Winograd's F(4x4, 3x3), both ways, with transformed kernels.
+
+    ``cnn_jax.ops.winograd_conv3x3(x, kernel, (u, u_t))``: the kernel gradient is
+    ``lax``'s, the input gradient Winograd's with ``u_t``.
 
     Args:
       x: ``(N, H, W, C_in)``.
@@ -162,22 +164,7 @@ def conv3x3_winograd(x: Array, kernel: Array, u: Array, u_t: Array) -> Array:
       ``(N, H, W, C_out)``, the convolution up to Winograd's rounding
       (:mod:`cnn_jax.ops.winograd`).
     """
-    return winograd_conv3x3_transformed(x, u)
-
-
-def _winograd_fwd(x: Array, kernel: Array, u: Array, u_t: Array) -> tuple[Array, tuple]:
-    return winograd_conv3x3_transformed(x, u), (x, kernel, u, u_t)
-
-
-def _winograd_bwd(res: tuple, g: Array) -> tuple[Array, Array, Array, Array]:
-    x, kernel, u, u_t = res
-    _, kernel_vjp = jax.vjp(lambda k: _conv(x, k), kernel)
-    (dk,) = kernel_vjp(g)  # removed by XLA where no one uses it
-    dx = winograd_conv3x3_transformed(g, u_t)
-    return dx, dk, jnp.zeros_like(u), jnp.zeros_like(u_t)
-
-
-conv3x3_winograd.defvjp(_winograd_fwd, _winograd_bwd)
+    return winograd_conv3x3(x, kernel, (u, u_t))
 
 
 def prepare(
@@ -213,8 +200,7 @@ def prepare(
             "kernel_t": transpose_kernel(kernel),
         }
         if winograd and min(kernel.shape[2:]) >= WINOGRAD_MIN_CHANNELS:
-            entry["u"] = winograd_kernel(kernel)
-            entry["u_t"] = winograd_kernel(entry["kernel_t"])
+            entry["u"], entry["u_t"] = winograd_transforms(kernel)
         out[name] = entry
     return out
 
