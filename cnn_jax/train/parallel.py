@@ -64,10 +64,14 @@ class Parallel:
         return jax.tree.map(lambda x: jnp.broadcast_to(x, (n, *jnp.shape(x))), tree)
 
     def unreplicate(self, tree: Any) -> Any:
-        """One copy of a replicated device tree (still on the device)."""
+        """One copy of a replicated device tree (still on the device).
+
+        The copy is the first local device's buffer, taken without running a program
+        over all devices (an eager ``x[0]`` would be one, with its collectives).
+        """
         if self.mode == "jit":
             return tree
-        return jax.tree.map(lambda x: x[0], tree)
+        return jax.tree.map(_first_copy, tree)
 
     def batches(self, iterator: Any) -> Any:
         """Device batches, the next ones' host-to-device copies in flight (jit mode)."""
@@ -104,6 +108,13 @@ class Parallel:
         if self.mode == "pmap":
             tree = jax.tree.map(lambda x: x[0], tree)
         return tree
+
+
+def _first_copy(x: Any) -> Any:
+    """The first local device's copy of a pmap-replicated leaf."""
+    # Spread over the devices, the first buffer holds copy 0 (leading axis 1); on one
+    # device (replicated but not yet through pmap) it holds them all.
+    return (x.addressable_data(0) if isinstance(x, jax.Array) else x)[0]
 
 
 def agreed(flag: bool, process_count: int, sync: bool) -> bool:
