@@ -62,6 +62,24 @@ def test_highway_study_matches_parameter_budgets():
         assert abs(count(grid[highway]) / count(grid[resnet]) - 1) < 0.02
 
 
+def test_downsampling_rates_variant_crosses_the_nets_with_the_rates():
+    from experiments.configs.study_downsampling import RATES
+
+    plain = cells(load_study(_spec("downsampling", "cpu")))
+    grid = cells(load_study(_spec("downsampling", "cpu,rates")))
+    assert len(grid) == 2 * len(RATES) == 4
+    got = {(c.config.model_kwargs.downsample, c.config.optim.learning_rate) for c in grid}
+    assert got == {(d, r) for d in ("conv", "pool") for r in RATES}
+    # Everything but the rate is the plain study's configuration.
+    for cell in grid:
+        (twin,) = [p for p in plain if p.labels[0] == cell.labels[0]]
+        a, b = cell.config.to_dict(), twin.config.to_dict()
+        a["optim"].pop("learning_rate"), b["optim"].pop("learning_rate")
+        assert a == b
+    with pytest.raises(ValueError, match="unknown config variant"):
+        load_study(_spec("downsampling", "cpu,rate"))
+
+
 def test_resnet_cifar10_config_needs_one_model():
     assert resnet_cifar10.get_config("cpu").model == "resnet20"
     with pytest.raises(ValueError, match="at most one model"):
