@@ -211,6 +211,7 @@ def test_setup_xla_is_the_one_place_for_flags(monkeypatch):
         "benchmarks.reproduce",
         "benchmarks.winograd_cpu",
         "benchmarks.style_transfer_cpu",
+        "benchmarks.bf16_cpu",
     ],
 )
 def test_every_tool_has_help(module, capsys):
@@ -268,6 +269,20 @@ def test_winograd_quick_runs(capsys):
     rows = [line for line in out.splitlines() if line.startswith("| conv2_1 64x64 64->128")]
     assert len(rows) == 2, out  # forward, forward + input grad
     assert all(float(r.split("|")[-2]) < 1e-4 for r in rows)  # max deviation
+
+
+def test_bf16_quick_runs(capsys):
+    from benchmarks import bf16_cpu
+
+    bf16_cpu.main(["--quick", "--only", "group1"])
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith("| group1.conv2 15x15 64->64")]
+    assert len(rows) == 4, out  # conv and matmul, XLA:CPU and PyTorch
+    devs = [float(r.split("|")[-2]) for r in rows if "grads" in r]
+    assert len(devs) == 2 and all(1e-4 < d < 3e-2 for d in devs)  # bfloat16 rounding
+    agree = float(out.split("PyTorch against XLA:CPU: largest deviation ")[1].split()[0])
+    assert agree < 1e-4
+    assert "CPU bfloat16 instructions:" in out
 
 
 @pytest.mark.slow

@@ -1,0 +1,191 @@
+"""bfloat16 against float32 on the CPU, XLA:CPU and PyTorch, airbench94's convolutions.
+
+What a CIFAR-10 speed run on this CPU can gain from bfloat16 in each framework. For
+every 3x3 ``'SAME'`` convolution of airbench94 (``benchmarks.airbench``: widths 64, 256,
+256 after a 2x2 whitening layer; batch 256, ``--quick``: batch 16 and two layers), timed
+in interleaved rounds (``benchmarks.common``):
+
+* ``conv``: forward and both gradients (input and kernel) of the convolution, the work
+  of one training step, as ``jax.grad`` of ``sum(conv(x, k) * g)`` (jitted;
+  ``lax.conv_general_dilated``) and as PyTorch's ``conv2d`` (channels-last) with
+  ``backward(g)``;
+* ``matmul``: one matrix product of the layer's im2col shape
+  (``(N * H * W, 9 * C_in) @ (9 * C_in, C_out)``, the forward's multiply-adds), as
+  ``jnp.matmul`` (bfloat16 inputs multiplied with float32 accumulation and output,
+  ``preferred_element_type``) and ``torch.matmul`` (which accumulates bfloat16 products
+  in float32 too but returns bfloat16).
+
+Each in float32 and in bfloat16 (inputs, parameters and cotangent in bfloat16). The table
+gives the times and, per framework, bfloat16's time over float32's (below 1 where the
+bfloat16 path is faster), and how far the bfloat16 gradients are from XLA:CPU's float32
+ones (largest deviation over the input and kernel gradients, relative to the largest
+value); PyTorch's float32 gradients are checked against XLA:CPU's the same way. The
+CPU's bfloat16 instructions (``avx512_bf16``, ``amx_bf16``) are printed with the machine.
+
+Command: ``python -m benchmarks.bf16_cpu`` (``--quick`` for a smoke run).
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+import time
+from collections.abc import Sequence
+
+import numpy as np
+
+from benchmarks import common
+from benchmarks.harness.report import end_lines, environment_lines, markdown_table, optional_torch
+from benchmarks.harness.timing import format_ms, format_ratio, measure, ratio
+
+#: airbench94's 3x3 convolutions: (name, side, C_in, C_out) at a 32x32 input.
+LAYERS = (
+    ("group1.conv1", 31, 24, 64),
+    ("group1.conv2", 15, 64, 64),
+    ("group2.conv1", 15, 64, 256),
+    ("group2.conv2", 7, 256, 256),
+    ("group3.conv1", 7, 256, 256),
+    ("group3.conv2", 3, 256, 256),
+)
+
+
+def bf16_cpu_flags() -> str:
+    """The CPU's bfloat16 instruction flags from ``/proc/cpuinfo`` (or ``unknown``)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            words = set(f.read().split())
+    except OSError:
+        return "unknown"
+    found = sorted(w for w in words if w in ("avx512_bf16", "amx_bf16", "avx_ne_convert"))
+    return ", ".join(found) or "none"
+
+
+def _jax_fns(dtype):
+    """Jitted ``conv`` (forward + both gradients) and ``matmul`` for ``dtype``."""
+    import jax
+    import jax.numpy as jnp
+    from jax import lax
+
+    def loss(x, k, g):
+        y = lax.conv_general_dilated(
+            x, k, (1, 1), ((1, 1), (1, 1)), dimension_numbers=("NHWC", "HWIO", "NHWC")
+        )
+        return jnp.sum(y.astype(jnp.float32) * g.astype(jnp.float32))
+
+    conv = jax.jit(jax.grad(loss, argnums=(0, 1)))
+    matmul = jax.jit(functools.partial(jnp.matmul, preferred_element_type=jnp.float32))
+    return conv, matmul
+
+
+def _torch_conv(torch, x, k, g):
+    x = x.detach().requires_grad_()
+    k = k.detach().requires_grad_()
+    torch.nn.functional.conv2d(x, k, padding=1).backward(g)
+    return x.grad, k.grad
+
+
+def _case(rng, batch, side, c_in, c_out):
+    """float32 arrays: input, kernel (HWIO), cotangent, im2col matrix, its weight."""
+    x = rng.standard_normal((batch, side, side, c_in)).astype(np.float32)
+    k = (rng.standard_normal((3, 3, c_in, c_out)) / np.sqrt(9 * c_in)).astype(np.float32)
+    g = rng.standard_normal((batch, side, side, c_out)).astype(np.float32)
+    a = rng.standard_normal((batch * side * side, 9 * c_in)).astype(np.float32)
+    return x, k, g, a, k.reshape(9 * c_in, c_out)
+
+
+def _candidates(x, k, g, a, b):
+    """Name -> callable for both frameworks, both dtypes, both computations."""
+    import jax
+    import jax.numpy as jnp
+
+    torch = optional_torch()
+    out = {}
+    for dt_name, jdt in (("float32", jnp.float32), ("bfloat16", jnp.bfloat16)):
+        conv, matmul = _jax_fns(jdt)
+        jx, jk, jg, ja, jb = (jnp.asarray(v, jdt) for v in (x, k, g, a, b))
+        out[f"jax conv {dt_name}"] = functools.partial(
+            lambda f, *v: jax.block_until_ready(f(*v)), conv, jx, jk, jg
+        )
+        out[f"jax matmul {dt_name}"] = functools.partial(
+            lambda f, *v: jax.block_until_ready(f(*v)), matmul, ja, jb
+        )
+        if torch is None:
+            continue
+        tdt = getattr(torch, dt_name)
+        tx = torch.from_numpy(x).permute(0, 3, 1, 2).to(tdt)  # NCHW view of NHWC memory
+        tk = torch.from_numpy(k).permute(3, 2, 0, 1).contiguous().to(tdt)
+        tk = tk.to(memory_format=torch.channels_last)
+        tg = torch.from_numpy(g).permute(0, 3, 1, 2).to(tdt)
+        ta, tb = torch.from_numpy(a).to(tdt), torch.from_numpy(b).to(tdt)
+        out[f"torch conv {dt_name}"] = functools.partial(_torch_conv, torch, tx, tk, tg)
+        out[f"torch matmul {dt_name}"] = functools.partial(torch.matmul, ta, tb)
+    return out
+
+
+def _grads(fns, fw, dtype):
+    """``(dx NHWC, dk HWIO)`` of one ``conv`` candidate as float64 numpy arrays."""
+    dx, dk = fns[f"{fw} conv {dtype}"]()
+    if fw == "torch":
+        dx, dk = dx.float().permute(0, 2, 3, 1), dk.float().permute(2, 3, 1, 0)
+    return tuple(np.asarray(v, np.float64) for v in (dx, dk))
+
+
+def _rel_dev(a, b) -> float:
+    """Largest of ``max |a - b| / max |b|`` over the pairs of arrays."""
+    return max(float(np.abs(x - y).max() / np.abs(y).max()) for x, y in zip(a, b, strict=True))
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Times both dtypes in both frameworks per layer and prints the report."""
+    settings = common.parse_args(__doc__.splitlines()[0], argv)
+    used = common.set_threads(settings.threads, settings.omp_wait_policy)
+    t_start = time.perf_counter()
+    batch = 16 if settings.quick else 256
+    layers = LAYERS[1:3] if settings.quick else LAYERS
+    rng = np.random.default_rng(0)
+    rows, agree = [], []
+    for name, side, c_in, c_out in layers:
+        if settings.only and settings.only not in name:
+            continue
+        fns = _candidates(*_case(rng, batch, side, c_in, c_out))
+        timed = measure(fns, settings.rounds, settings.reps, settings.order)
+        ref = _grads(fns, "jax", "float32")
+        dev = {
+            fw: _rel_dev(_grads(fns, fw, "bfloat16"), ref)
+            for fw in ("jax", "torch")
+            if f"{fw} conv float32" in fns
+        }
+        if "torch" in dev:
+            agree.append(_rel_dev(_grads(fns, "torch", "float32"), ref))
+        for what in ("conv", "matmul"):
+            for fw in ("jax", "torch"):
+                f32, b16 = f"{fw} {what} float32", f"{fw} {what} bfloat16"
+                if f32 not in timed:
+                    continue
+                rows.append(
+                    [
+                        f"{name} {side}x{side} {c_in}->{c_out}",
+                        "fwd + both grads" if what == "conv" else "im2col matmul (fwd)",
+                        "XLA:CPU" if fw == "jax" else "PyTorch",
+                        format_ms(timed[f32].median),
+                        format_ms(timed[b16].median),
+                        format_ratio(ratio(timed[b16], timed[f32])),
+                        f"{dev[fw]:.1e}" if what == "conv" else "",
+                    ]
+                )
+    print(f"# bfloat16 against float32 on the CPU, airbench94's convolutions, batch {batch}\n")
+    print("\n".join(environment_lines(settings, used)))
+    print(f"- CPU bfloat16 instructions: {bf16_cpu_flags()}")
+    print()
+    header = ["layer", "computation", "framework", "float32 ms", "bfloat16 ms", "bf16 / f32"]
+    header.append("bf16 grads' dev.")
+    print(markdown_table(header, rows))
+    print()
+    if agree:
+        print(f"float32 gradients, PyTorch against XLA:CPU: largest deviation {max(agree):.1e}")
+    print()
+    print("\n".join(end_lines(t_start)))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
