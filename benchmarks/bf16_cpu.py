@@ -35,18 +35,26 @@ from collections.abc import Sequence
 import numpy as np
 
 from benchmarks import common
+from benchmarks.airbench import Recipe
 from benchmarks.harness.report import end_lines, environment_lines, markdown_table, optional_torch
 from benchmarks.harness.timing import format_ms, format_ratio, measure, ratio
 
-#: airbench94's 3x3 convolutions: (name, side, C_in, C_out) at a 32x32 input.
-LAYERS = (
-    ("group1.conv1", 31, 24, 64),
-    ("group1.conv2", 15, 64, 64),
-    ("group2.conv1", 15, 64, 256),
-    ("group2.conv2", 7, 256, 256),
-    ("group3.conv1", 7, 256, 256),
-    ("group3.conv2", 3, 256, 256),
-)
+
+def airbench_layers(recipe: Recipe | None = None) -> list[tuple[str, int, int, int]]:
+    """airbench94's 3x3 convolutions as ``(name, side, C_in, C_out)``, from its recipe.
+
+    The whitening layer (``k x k`` VALID, ``2 * 3 * k^2`` channels) leaves a
+    ``33 - k`` pixel side; in each group ``conv1`` runs at that side and ``conv2``
+    after a 2x2 max pool.
+    """
+    r = recipe or Recipe()
+    side, c_in, layers = 33 - r.whiten_kernel_size, 6 * r.whiten_kernel_size**2, []
+    for i, width in enumerate(r.widths, 1):
+        layers.append((f"group{i}.conv1", side, c_in, width))
+        side //= 2
+        layers.append((f"group{i}.conv2", side, width, width))
+        c_in = width
+    return layers
 
 
 def bf16_cpu_flags() -> str:
@@ -77,6 +85,12 @@ def _jax_fns(dtype):
     return conv, matmul
 
 
+def _waited(fn, *args):
+    import jax
+
+    return jax.block_until_ready(fn(*args))
+
+
 def _torch_conv(torch, x, k, g):
     x = x.detach().requires_grad_()
     k = k.detach().requires_grad_()
@@ -95,7 +109,6 @@ def _case(rng, batch, side, c_in, c_out):
 
 def _candidates(x, k, g, a, b):
     """Name -> callable for both frameworks, both dtypes, both computations."""
-    import jax
     import jax.numpy as jnp
 
     torch = optional_torch()
@@ -103,12 +116,8 @@ def _candidates(x, k, g, a, b):
     for dt_name, jdt in (("float32", jnp.float32), ("bfloat16", jnp.bfloat16)):
         conv, matmul = _jax_fns(jdt)
         jx, jk, jg, ja, jb = (jnp.asarray(v, jdt) for v in (x, k, g, a, b))
-        out[f"jax conv {dt_name}"] = functools.partial(
-            lambda f, *v: jax.block_until_ready(f(*v)), conv, jx, jk, jg
-        )
-        out[f"jax matmul {dt_name}"] = functools.partial(
-            lambda f, *v: jax.block_until_ready(f(*v)), matmul, ja, jb
-        )
+        out[f"jax conv {dt_name}"] = functools.partial(_waited, conv, jx, jk, jg)
+        out[f"jax matmul {dt_name}"] = functools.partial(_waited, matmul, ja, jb)
         if torch is None:
             continue
         tdt = getattr(torch, dt_name)
@@ -141,7 +150,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     used = common.set_threads(settings.threads, settings.omp_wait_policy)
     t_start = time.perf_counter()
     batch = 16 if settings.quick else 256
-    layers = LAYERS[1:3] if settings.quick else LAYERS
+    layers = airbench_layers()
+    layers = layers[1:3] if settings.quick else layers
     rng = np.random.default_rng(0)
     rows, agree = [], []
     for name, side, c_in, c_out in layers:
@@ -178,7 +188,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f"- CPU bfloat16 instructions: {bf16_cpu_flags()}")
     print()
     header = ["layer", "computation", "framework", "float32 ms", "bfloat16 ms", "bf16 / f32"]
-    header.append("bf16 grads' dev.")
+    header += ["bf16 grads' dev."]
     print(markdown_table(header, rows))
     print()
     if agree:

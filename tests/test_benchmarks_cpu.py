@@ -285,6 +285,23 @@ def test_bf16_quick_runs(capsys):
     assert "CPU bfloat16 instructions:" in out
 
 
+def test_bf16_layers_are_airbench_nets_convolutions():
+    import jax
+    import jax.numpy as jnp
+
+    from benchmarks.airbench.jax_net import AirbenchNet
+    from benchmarks.bf16_cpu import airbench_layers
+
+    shapes = jax.eval_shape(
+        lambda: AirbenchNet().init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))
+    )["params"]
+    for name, _, c_in, c_out in airbench_layers():
+        group, conv = name.split(".")
+        assert shapes[group][conv]["kernel"].shape == (3, 3, c_in, c_out), name
+    sides = [side for _, side, _, _ in airbench_layers()]
+    assert sides == [31, 15, 15, 7, 7, 3]  # 32 - 2 + 1 after whitening, halved by pools
+
+
 @pytest.mark.slow
 def test_winograd_whole_loss_quick_runs(capsys):
     """The Gatys loss both ways at 128x128 and the float64 check (compiles VGG-19: slow)."""
