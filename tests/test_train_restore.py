@@ -93,3 +93,61 @@ def test_raw_split_is_the_stored_arrays():
     test = raw_split(config)
     assert test["image"].dtype == np.uint8 and test["image"].shape[1:] == (28, 28, 1)
     assert len(test["label"]) == len(test["image"]) == 10000
+
+
+def _adam_like_checkpoint(directory):
+    ckpt = Checkpointer(str(directory))
+    tree = {
+        "params": {"w": np.arange(12, dtype=np.float32).reshape(3, 4)},
+        "batch_stats": {"mean": np.full((4,), 2.0, np.float32)},
+        "opt_state": {"mu": np.ones((3, 4), np.float32), "nu": np.ones((3, 4), np.float32)},
+        "step": np.asarray(7, np.int32),
+    }
+    ckpt.save(7, tree)
+    return ckpt, tree
+
+
+def test_restore_keys_reads_only_the_named_keys_on_the_first_device(tmp_path):
+    ckpt, tree = _adam_like_checkpoint(tmp_path / "checkpoints")
+    try:
+        got = ckpt.restore_keys(("params", "batch_stats", "absent"))
+        assert set(got) == {"params", "batch_stats"}  # no optimizer state, absent omitted
+        np.testing.assert_array_equal(np.asarray(got["params"]["w"]), tree["params"]["w"])
+        np.testing.assert_array_equal(
+            np.asarray(got["batch_stats"]["mean"]), tree["batch_stats"]["mean"]
+        )
+        assert got["params"]["w"].devices() == {jax.local_devices()[0]}
+        assert ckpt.restore_keys(("absent",)) == {}
+    finally:
+        ckpt.close()
+    variables, step = restore_variables(str(tmp_path))
+    assert step == 7 and set(variables) == {"params", "batch_stats"}
+
+
+def test_restore_keys_of_a_damaged_checkpoint_is_an_error_naming_it(tmp_path):
+    from pathlib import Path
+
+    from cnn_jax.train import checkpoint_integrity as integrity
+    from cnn_jax.train.checkpoint import CorruptCheckpointError
+
+    ckpt, _ = _adam_like_checkpoint(tmp_path / "checkpoints")
+    files = [
+        p
+        for p in Path(tmp_path / "checkpoints" / "7").rglob("*")
+        if p.is_file() and p.name != integrity.CHECKSUM_FILE
+    ]
+    f = max(files, key=lambda p: p.stat().st_size)
+    data = bytearray(f.read_bytes())
+    data[-1] ^= 0x80
+    f.write_bytes(bytes(data))
+    try:
+        with pytest.raises(CorruptCheckpointError, match=r"checkpoint 7 \("):
+            ckpt.restore_keys(("params",))
+    finally:
+        ckpt.close()
+    empty = Checkpointer(str(tmp_path / "empty"))
+    try:
+        with pytest.raises(FileNotFoundError, match="no checkpoint"):
+            empty.restore_keys(("params",))
+    finally:
+        empty.close()

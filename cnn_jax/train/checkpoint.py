@@ -24,6 +24,9 @@ from absl import logging
 from cnn_jax.train import checkpoint_integrity as integrity
 from cnn_jax.train.checkpoint_integrity import CorruptCheckpointError
 
+#: The folder of a step's one item (``CheckpointManager``'s name for a single item).
+_ITEM = "default"
+
 __all__ = [
     "CheckpointMismatchError",
     "CheckpointWriteError",
@@ -122,6 +125,48 @@ class Checkpointer:
             raise FileNotFoundError(f"no checkpoint in {self.directory}")
         integrity.verify(self.directory, step)
         return self._restore(target, step)
+
+    def restore_keys(self, keys: tuple[str, ...], step: int | None = None) -> dict[str, Any]:
+        """Only the top-level ``keys`` of a checkpoint that it holds, on the first device.
+
+        Reads nothing else from disk: a model's variables come back without the
+        optimizer state beside them (for Adam twice their size).
+
+        Args:
+          keys: top-level keys of the saved tree (e.g. ``('params', 'batch_stats')``);
+            keys the checkpoint lacks are left out of the result.
+          step: which checkpoint (default: the newest).
+
+        Raises:
+          FileNotFoundError: if there is no checkpoint.
+          CorruptCheckpointError: if the checkpoint fails its checksum or cannot be read.
+        """
+        step = self.latest_step() if step is None else step
+        if step is None:
+            raise FileNotFoundError(f"no checkpoint in {self.directory}")
+        integrity.verify(self.directory, step)
+        metadata = self._metadata(step)
+        wanted = {k: metadata[k] for k in keys if k in metadata}
+        if not wanted:
+            return {}
+        device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+        abstract = jax.tree.map(
+            lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), wanted
+        )
+        args = ocp.args.PyTreeRestore(
+            item=abstract,
+            restore_args=ocp.checkpoint_utils.construct_restore_args(abstract),
+            partial_restore=True,
+        )
+        item = os.path.join(self._step_dir(step), _ITEM)
+        with ocp.PyTreeCheckpointer() as reader:
+            try:
+                return dict(reader.restore(item, args=args))
+            except Exception as e:
+                raise CorruptCheckpointError(
+                    f"checkpoint {step} ({self._step_dir(step)}): keys {sorted(wanted)} "
+                    f"unreadable: {type(e).__name__}: {e}"
+                ) from e
 
     def _restore(self, target: Any, step: int) -> Any:
         metadata = self._metadata(step)

@@ -90,6 +90,8 @@ def _tuples(value: Any) -> Any:
 def restore_variables(workdir: str, step: int | None = None) -> tuple[dict[str, Any], int]:
     """The model variables of a checkpoint in ``<workdir>/checkpoints`` and its step.
 
+    Only ``params`` and ``batch_stats`` are read; the optimizer state stays on disk.
+
     Args:
       workdir: the run's directory.
       step: which checkpoint (default: the newest).
@@ -110,7 +112,7 @@ def restore_variables(workdir: str, step: int | None = None) -> tuple[dict[str, 
         step = ckpt.latest_step() if step is None else step
         if step is None:
             raise FileNotFoundError(f"`workdir` (={workdir!r}) has no complete checkpoint")
-        tree = ckpt.restore(None, step)
+        tree = ckpt.restore_keys(("params", "batch_stats"), step)
     finally:
         ckpt.close()
     variables = {"params": tree["params"]}
