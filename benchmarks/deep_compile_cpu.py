@@ -3,9 +3,12 @@
 The step is the one of ``benchmarks.zoo.steps`` (forward in training mode, softmax
 cross-entropy, gradient, SGD with momentum 0.9, batch-norm statistics updated, the
 state donated) for ``cnn_jax.models.preact_resnet.PreActResNetCifar`` (ResNet-1001 by
-default) on 32x32x3 CIFAR images, in up to three forms: the identical units through
-``nn.scan`` (``scan``), the same with ``nn.remat`` (``scan+remat``), and unrolled
-(``unrolled``; slow to compile at depth 1001, so only with ``--unrolled``). Only
+default) on 32x32x3 CIFAR images, in up to four forms: the identical units through
+``nn.scan`` (``scan``), the same with ``nn.remat`` (``scan+remat``), unrolled
+(``unrolled``; slow to compile at depth 1001, so only with ``--unrolled``), and scanned
+without the ``'loop_conv'`` fast path, i.e. with ``lax``'s convolution derivatives
+inside the loop (``scan, lax derivatives``, with ``--lax-derivatives``: the reference
+the fast path is measured against). Only
 shapes are needed: the variables come from ``jax.eval_shape``; the step is traced,
 lowered and compiled (``jax.jit(step).trace(...).lower().compile()``) after a warm-up
 compilation of a tiny function, with the persistent compilation cache off. Each stage
@@ -13,13 +16,14 @@ is timed in wall-clock seconds, and the three together in the process's CPU time
 threads): on a loaded machine the wall clock exceeds it by the time spent waiting for
 a core. Peak memory is XLA's own account of the compiled program
 (``compiled.memory_analysis()``): arguments + outputs + temporaries - aliased
-(donated) bytes, i.e. what one step holds at most; ``--run`` also runs the scanned
-step twice on random data and times the second call.
+(donated) bytes, i.e. what one step holds at most; ``--run`` also runs every compiled
+form on the same random batch, one warm-up and ``--steps`` timed steps each, and prints
+the median and its ratio to the first form's.
 
 Run from the repository root::
 
     python -m benchmarks.deep_compile_cpu                  # ResNet-1001, batch 64
-    python -m benchmarks.deep_compile_cpu --depth 164 --unrolled --run
+    python -m benchmarks.deep_compile_cpu --depth 164 --unrolled --lax-derivatives --run
 """
 
 from __future__ import annotations
@@ -32,7 +36,13 @@ from typing import Any
 from benchmarks import common
 from benchmarks.zoo.steps import train_step_fns
 
-FORMS = {"scan": (True, False), "scan+remat": (True, True), "unrolled": (False, False)}
+#: form -> (scan, remat, the 'loop_conv' fast path in the scanned stages).
+FORMS = {
+    "scan": (True, False, True),
+    "scan+remat": (True, True, True),
+    "unrolled": (False, False, True),
+    "scan, lax derivatives": (True, False, False),
+}
 
 
 def compile_form(depth: int, batch: int, form: str) -> dict[str, Any]:
@@ -42,8 +52,9 @@ def compile_form(depth: int, batch: int, form: str) -> dict[str, Any]:
     import optax
 
     from cnn_jax.models.preact_resnet import PreActResNetCifar
+    from cnn_jax.ops import enabled_fast_paths, use_fast_paths
 
-    scan, remat = FORMS[form]
+    scan, remat, loop_conv = FORMS[form]
     model = PreActResNetCifar(depth=depth, scan=scan, remat=remat)
     tx = optax.sgd(0.1, momentum=0.9)
     x = jax.ShapeDtypeStruct((batch, 32, 32, 3), jnp.float32)
@@ -55,7 +66,9 @@ def compile_form(depth: int, batch: int, form: str) -> dict[str, Any]:
     state = (params, stats, jax.eval_shape(tx.init, params))
     _, step = train_step_fns(model, tx)
     c0, t0 = time.process_time(), time.perf_counter()
-    traced = jax.jit(step, donate_argnums=0).trace(state, x, y)
+    paths = enabled_fast_paths() if loop_conv else enabled_fast_paths() - {"loop_conv"}
+    with use_fast_paths(paths):  # read while tracing
+        traced = jax.jit(step, donate_argnums=0).trace(state, x, y)
     t1 = time.perf_counter()
     lowered = traced.lower()
     t2 = time.perf_counter()
@@ -83,6 +96,43 @@ def compile_form(depth: int, batch: int, form: str) -> dict[str, Any]:
     }
 
 
+def _run_steps(results: dict[str, dict[str, Any]], steps: int) -> None:
+    """Runs every compiled form on the same random batch; prints the median step times."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    rows, first = [], None
+    for form, r in results.items():
+        state_shapes, xs, ys = r["shapes"]
+        state = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), state_shapes)
+        x = jnp.asarray(rng.standard_normal(xs.shape), jnp.float32)
+        y = jnp.asarray(rng.integers(0, 10, ys.shape), jnp.int32)
+        state, loss = r["compiled"](state, x, y)  # warm-up
+        jax.block_until_ready(loss)
+        times = []
+        for _ in range(steps):
+            t0 = time.perf_counter()
+            state, loss = r["compiled"](state, x, y)
+            jax.block_until_ready(loss)
+            times.append(time.perf_counter() - t0)
+        median = float(np.median(times))
+        first = median if first is None else first
+        rows.append(
+            [
+                form,
+                f"{median:.2f}",
+                f"{min(times):.2f}-{max(times):.2f}",
+                f"{median / first:.2f}",
+                f"{float(loss):.3f}",
+            ]
+        )
+    headers = ["form", "step s (median)", "range", "x first form", "loss"]
+    print(f"\nTraining steps after one warm-up, {steps} timed per form:\n")
+    print(common.markdown_table(headers, rows))
+
+
 def _gib(n: int | None) -> str:
     return "n/a" if n is None else f"{n / 2**30:.2f}"
 
@@ -94,13 +144,24 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--unrolled", action="store_true", help="also compile the unrolled form")
     parser.add_argument("--no-remat", action="store_true", help="skip the scan+remat form")
-    parser.add_argument("--run", action="store_true", help="run the scanned step (2 calls)")
+    parser.add_argument(
+        "--run", action="store_true", help="run each compiled form's step (1 + --steps calls)"
+    )
+    parser.add_argument("--steps", type=int, default=2, help="timed steps per form (median)")
+    parser.add_argument(
+        "--lax-derivatives",
+        action="store_true",
+        help="also the scanned form without the 'loop_conv' fast path (lax's derivatives "
+        "inside the loop: slow on XLA:CPU)",
+    )
     common.add_setup_arguments(parser)
     ns = parser.parse_args(argv)
     if ns.depth < 11 or (ns.depth - 2) % 9:
         parser.error(f"--depth (={ns.depth}) must be 9n + 2 with n >= 1")
     if ns.batch < 1:
         parser.error(f"--batch (={ns.batch}) must be positive")
+    if ns.steps < 1:
+        parser.error(f"--steps (={ns.steps}) must be positive")
     used = common.start(ns, omp_wait_policy="unset")
     import jax
 
@@ -110,7 +171,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f"- input: batch {ns.batch}, 32x32x3, float32; SGD momentum, BN batch statistics")
     jax.jit(lambda v: v * 2).lower(jax.ShapeDtypeStruct((8,), "float32")).compile()
     forms = (
-        ["scan"] + ([] if ns.no_remat else ["scan+remat"]) + (["unrolled"] if ns.unrolled else [])
+        ["scan"]
+        + ([] if ns.no_remat else ["scan+remat"])
+        + (["unrolled"] if ns.unrolled else [])
+        + (["scan, lax derivatives"] if ns.lax_derivatives else [])
     )
     rows, results = [], {}
     for form in forms:
@@ -141,21 +205,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     ]
     print(common.markdown_table(headers, rows))
     if ns.run:
-        import jax.numpy as jnp
-        import numpy as np
-
-        r = results["scan"]
-        state_shapes, xs, ys = r["shapes"]
-        state = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), state_shapes)
-        rng = np.random.default_rng(0)
-        x = jnp.asarray(rng.standard_normal(xs.shape), jnp.float32)
-        y = jnp.asarray(rng.integers(0, 10, ys.shape), jnp.int32)
-        state, loss = r["compiled"](state, x, y)
-        jax.block_until_ready(loss)
-        t0 = time.perf_counter()
-        _, loss = r["compiled"](state, x, y)
-        jax.block_until_ready(loss)
-        print(f"\nOne scanned step: {time.perf_counter() - t0:.1f} s, loss {float(loss):.3f}")
+        _run_steps(results, ns.steps)
 
 
 if __name__ == "__main__":

@@ -156,3 +156,17 @@ def test_deep_compile_benchmark_compiles():
     r = deep_compile_cpu.compile_form(11, 2, "scan+remat")
     assert r["total"] >= r["compile"] > 0
     assert r["peak"] is None or r["peak"] >= r["temp"] > 0
+
+
+def test_deep_compile_benchmark_runs_each_form(capsys):
+    """``--run`` times every compiled form on one batch: the scanned step with the
+    'loop_conv' fast path and with lax's derivatives give the same loss."""
+    from benchmarks import deep_compile_cpu
+
+    argv = ["--depth", "20", "--batch", "2", "--no-remat", "--lax-derivatives", "--run"]
+    deep_compile_cpu.main([*argv, "--steps", "1"])
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith("| scan")]
+    steps = [r.split("|") for r in rows if r.count("|") == 6]  # the step table's rows
+    assert [r[1].strip() for r in steps] == ["scan", "scan, lax derivatives"]
+    assert steps[0][5].strip() == steps[1][5].strip()  # the same loss

@@ -26,7 +26,12 @@ activations in the backward pass instead of storing them (``nn.remat``), trading
 compute for memory. Their parameters are stacked along a leading axis in
 ``layer{i}_rest``; ``scan=False`` builds the same network unrolled (``layer{i}_1`` ..
 ``layer{i}_{n-1}``), the same function for the stacked weights
-(``stack_unrolled``).
+(``stack_unrolled``). The scanned stages are traced inside
+``cnn_jax.ops.loop_body``: on the CPU (fast path ``'loop_conv'``) their convolutions'
+derivatives are canonical convolutions, which XLA:CPU keeps on its fast kernels inside
+the loop (``cnn_jax.ops.loop_conv``); that path is reverse mode only, so forward-mode
+differentiation (``jax.jvp``) of a scanned net needs ``scan=False`` or
+``cnn_jax.ops.use_fast_paths`` without ``'loop_conv'``.
 """
 
 from __future__ import annotations
@@ -52,6 +57,7 @@ from cnn_jax.models._common import (
     torch_linear,
 )
 from cnn_jax.models.plain_cifar import cifar_stage_size
+from cnn_jax.ops import loop_body
 
 __all__ = [
     "PreActResNet164",
@@ -191,7 +197,8 @@ class PreActResNetCifar(nn.Module):
                     split_rngs={"params": True},
                     length=n - 1,
                 )
-                h, _ = stage(w, train, **common, name=f"layer{i + 1}_rest")(h, None)
+                with loop_body():  # the body's kernel gradients stay fast in the loop
+                    h, _ = stage(w, train, **common, name=f"layer{i + 1}_rest")(h, None)
             else:
                 for j in range(1, n):
                     h = unit_cls(w, 1, False, **common, name=f"layer{i + 1}_{j}")(h, train)

@@ -31,7 +31,7 @@ from cnn_jax.ops.conv import (
     separable_conv,
     tiled_conv,
 )
-from cnn_jax.ops.fast_paths import FAST_PATHS, enabled_fast_paths, use_fast_paths
+from cnn_jax.ops.fast_paths import FAST_PATHS, enabled_fast_paths, loop_body, use_fast_paths
 from cnn_jax.ops.pool import (
     adaptive_avg_pool,
     adaptive_max_pool,
@@ -76,6 +76,7 @@ __all__ = [
     "global_max_pool",
     "limits",
     "locally_connected",
+    "loop_body",
     "lp_pool",
     "max_pool",
     "max_pool_with_indices",

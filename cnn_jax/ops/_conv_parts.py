@@ -7,6 +7,7 @@ transpose (reverse mode) is cheap.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -24,7 +25,7 @@ from cnn_jax.ops.geometry import (
     zero_pad,
 )
 
-__all__ = ["def_bilinear_jvp", "dot", "lax_conv", "sum_over_taps"]
+__all__ = ["def_bilinear_jvp", "dot", "im2col", "lax_conv", "sum_over_taps", "tangent_input"]
 
 Array = Any
 
@@ -50,6 +51,26 @@ def lax_conv(x: Array, w: Array, g: Geometry) -> Array:
         precision=g.precision,
         preferred_element_type=accumulator(x.dtype),
     )
+
+
+def im2col(x: Array, window: Sequence[int], out: Sequence[int], g: Geometry) -> Array:
+    """``(N, *out, T * C)`` patches of the zero-padded ``x``, features ordered (tap, C)."""
+    xp = zero_pad(x, g)
+    cols = [tap_slice(xp, t, out, g.strides, g.dilation) for t in taps(window)]
+    return cols[0] if len(cols) == 1 else jnp.concatenate(cols, axis=-1)
+
+
+def tangent_input(tx: Array, w: Array, g: Geometry) -> Array:
+    """``conv(tx, w)``: ``lax`` at stride 1; im2col when strided (transpose: col2im)."""
+    if all(s == 1 for s in g.strides) or g.groups != 1:
+        return lax_conv(tx, w, g)
+    n = tx.ndim - 2
+    window, (ci, co) = w.shape[:n], w.shape[n:]
+    out = conv_out_shape(tx.shape[1:-1], window, g)
+    m = tx.shape[0] * math.prod(out)
+    t = math.prod(window)
+    cols = im2col(tx, window, out, g).reshape(m, t * ci)
+    return dot(cols, w.reshape(t * ci, co), g.precision).reshape(tx.shape[0], *out, co)
 
 
 def _bilinear_tangent(

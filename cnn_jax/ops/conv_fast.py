@@ -32,11 +32,12 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from cnn_jax.ops._conv_parts import def_bilinear_jvp, dot, lax_conv
+from cnn_jax.ops._conv_parts import def_bilinear_jvp, dot, im2col, lax_conv, tangent_input
 from cnn_jax.ops.depthwise_fast import depthwise_conv
-from cnn_jax.ops.fast_paths import enabled_fast_paths
+from cnn_jax.ops.fast_paths import enabled_fast_paths, in_loop_body
 from cnn_jax.ops.fusion import keep_input, unfused_conv
 from cnn_jax.ops.geometry import Geometry, conv_out_shape, tap_slice, taps, zero_pad
+from cnn_jax.ops.loop_conv import loop_conv
 from cnn_jax.ops.small_input_fast import small_input, small_input_conv
 
 __all__ = [
@@ -83,13 +84,6 @@ def kernel_grad_by_products(x_shape: Sequence[int], w_shape: Sequence[int], g: G
     return channels >= TAPS_LARGE_IMAGE[0] and positions >= TAPS_LARGE_IMAGE[1]
 
 
-def _im2col(x: Array, window: Sequence[int], out: Sequence[int], g: Geometry) -> Array:
-    """``(N, *out, T * C)`` patches of the zero-padded ``x``, features ordered (tap, C)."""
-    xp = zero_pad(x, g)
-    cols = [tap_slice(xp, t, out, g.strides, g.dilation) for t in taps(window)]
-    return cols[0] if len(cols) == 1 else jnp.concatenate(cols, axis=-1)
-
-
 def _tangent_kernel(x: Array, tw: Array, g: Geometry) -> Array:
     """``conv(x, tw)`` written so that its transpose in ``tw`` is one product per tap.
 
@@ -106,7 +100,7 @@ def _tangent_kernel(x: Array, tw: Array, g: Geometry) -> Array:
         if not kernel_grad_by_products(x.shape, tw.shape, g):
             return lax_conv(x, tw, g)
         if cig < PATCHES_BELOW_CHANNELS or len(window_taps) == 1:
-            cols = _im2col(x, window, out, g).reshape(m, len(window_taps) * cig)
+            cols = im2col(x, window, out, g).reshape(m, len(window_taps) * cig)
             y = dot(cols, tw.reshape(len(window_taps) * cig, co), g.precision)
         else:
             xp = zero_pad(x, g)
@@ -117,24 +111,11 @@ def _tangent_kernel(x: Array, tw: Array, g: Geometry) -> Array:
                 y = p if y is None else y + p
         return y.reshape(x.shape[0], *out, co)
     # Grouped: (M, T, G, cig) x (T, cig, G, cog) -> contract (T, cig), batch G.
-    cols = _im2col(x, window, out, g).reshape(m, len(window_taps), groups, cig)
+    cols = im2col(x, window, out, g).reshape(m, len(window_taps), groups, cig)
     k = tw.reshape(len(window_taps), cig, groups, cog)
     y = lax.dot_general(cols, k, (((1, 3), (0, 1)), ((2,), (2,))), precision=g.precision)
     # (G, M, cog) -> (M, G * cog)
     return jnp.moveaxis(y, 0, 1).reshape(x.shape[0], *out, co)
-
-
-def _tangent_input(tx: Array, w: Array, g: Geometry) -> Array:
-    """``conv(tx, w)``: ``lax`` at stride 1; im2col when strided (transpose: col2im)."""
-    if all(s == 1 for s in g.strides) or g.groups != 1:
-        return lax_conv(tx, w, g)
-    n = tx.ndim - 2
-    window, (ci, co) = w.shape[:n], w.shape[n:]
-    out = conv_out_shape(tx.shape[1:-1], window, g)
-    m = tx.shape[0] * math.prod(out)
-    t = math.prod(window)
-    cols = _im2col(tx, window, out, g).reshape(m, t * ci)
-    return dot(cols, w.reshape(t * ci, co), g.precision).reshape(tx.shape[0], *out, co)
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
@@ -142,7 +123,7 @@ def _conv(x: Array, w: Array, g: Geometry) -> Array:
     return lax_conv(x, w, g)
 
 
-def_bilinear_jvp(_conv, _tangent_input, _tangent_kernel)
+def_bilinear_jvp(_conv, tangent_input, _tangent_kernel)
 
 
 def _dispatch(x: Array, w: Array, g: Geometry, enabled: frozenset[str]) -> Array:
@@ -155,6 +136,8 @@ def _dispatch(x: Array, w: Array, g: Geometry, enabled: frozenset[str]) -> Array
         # Shifted slices, no layout transposes: the input is best fused, not stored.
         return depthwise_conv(x, w, g)
     x = keep_input(x)
+    if g.groups == 1 and "loop_conv" in enabled:  # only inside loop_body (see ``conv``)
+        return unfused_conv(loop_conv(x, w, g), x.shape, w.shape[: x.ndim - 2])
     if "small_input" in enabled and small_input(x.shape, w.shape, g):
         return small_input_conv(x, w, g)
     if g.groups == 1:
@@ -177,7 +160,10 @@ def conv(x: Array, w: Array, g: Geometry) -> Array:
     (``cnn_jax.ops.conv``) has checked the arguments, promoted the dtypes and applied
     non-zero padding modes.
     The program is traced once per geometry, shapes and set of enabled fast paths
-    (``jax.jit``), so eager calls cost what ``lax``'s do.
+    (``jax.jit``), so eager calls cost what ``lax``'s do. Traced inside
+    ``cnn_jax.ops.fast_paths.loop_body`` with ``'loop_conv'`` enabled, a dense
+    convolution takes ``cnn_jax.ops.loop_conv`` before any other formulation (reverse
+    mode only there).
 
     Args:
       x: ``(N, *spatial, C_in)``.
@@ -189,6 +175,8 @@ def conv(x: Array, w: Array, g: Geometry) -> Array:
       (and, for integers, ``preferred_element_type`` the wide type).
     """
     enabled = enabled_fast_paths()
+    if not in_loop_body():
+        enabled = enabled - {"loop_conv"}
     try:
         hash(g)
     except TypeError:  # an unhashable precision: traced in place

@@ -18,12 +18,17 @@ derivatives), by a formulation that XLA:CPU runs faster; each has a name in
 * ``'batch_norm'``: training-mode batch normalization with a derivative of fewer
   reductions (``cnn_jax.ops.norm_fast``);
 * ``'materialize'``, ``'unfused_conv'``: fusion boundaries around convolutions
-  (``cnn_jax.ops.fusion``).
+  (``cnn_jax.ops.fusion``);
+* ``'loop_conv'``: inside a :func:`loop_body` block only, the dense convolution's
+  derivatives as canonical convolutions (the kernel gradient over the batch), which
+  XLA:CPU keeps fast inside ``while`` loops (``cnn_jax.ops.loop_conv``; a
+  ``custom_vjp``: reverse mode to any order, no plain forward mode).
 
 The fast paths apply to floating-point (and complex) arrays only: integer convolutions
-are ``lax``'s, exact sums in a wide integer type (``cnn_jax.ops.conv``). Every rule is a
-``custom_jvp`` (or plain differentiable code), so forward mode, reverse mode and higher
-derivatives all work and give the same values as ``lax`` (``tests/test_fast_paths.py``).
+are ``lax``'s, exact sums in a wide integer type (``cnn_jax.ops.conv``). Every rule but
+``'loop_conv'``'s is a ``custom_jvp`` (or plain differentiable code), so forward mode,
+reverse mode and higher derivatives all work and give the same values as ``lax``
+(``tests/test_fast_paths.py``).
 Why each default was chosen: ``docs/ENGINEERING.md``, "CPU tuning".
 
 Which fast paths are used is decided **at trace time**, when an op is called (under
@@ -64,6 +69,8 @@ __all__ = [
     "FAST_PATHS",
     "enabled_fast_paths",
     "fast_path_enabled",
+    "in_loop_body",
+    "loop_body",
     "use_fast_paths",
     "ynn_convolutions",
 ]
@@ -80,6 +87,7 @@ FAST_PATHS = (
     "batch_norm",
     "unfused_conv",
     "conv_transpose_tiles",
+    "loop_conv",
 )
 #: The fast paths used by default on the CPU backend when XLA:CPU computes convolutions
 #: itself (Eigen; the flags of ``cnn_jax.apply_xla_cpu_defaults``). Chosen by measurement
@@ -96,6 +104,7 @@ CPU_DEFAULT = frozenset(
         "batch_norm",
         "unfused_conv",
         "conv_transpose_tiles",
+        "loop_conv",
     }
 )
 #: The CPU default when XLA hands convolutions to YNNPACK (jaxlib 0.10's own default,
@@ -109,6 +118,7 @@ ENV_VAR = "CNN_JAX_FAST_PATHS"
 _OVERRIDE: contextvars.ContextVar[frozenset[str] | None] = contextvars.ContextVar(
     "cnn_jax_fast_paths", default=None
 )
+_IN_LOOP: contextvars.ContextVar[bool] = contextvars.ContextVar("cnn_jax_loop_body", default=False)
 
 
 # --------------------------------------------------------------------------- switch
@@ -167,6 +177,34 @@ def use_fast_paths(enabled: bool | str | Iterable[str] = True) -> Iterator[None]
         yield
     finally:
         _OVERRIDE.reset(token)
+
+
+@contextlib.contextmanager
+def loop_body() -> Iterator[None]:
+    """Marks the ops traced inside the block as the body of a loop (``lax.scan``, ``nn.scan``).
+
+    Read at trace time, like :func:`use_fast_paths`: wrap the call that traces the loop
+    body (for ``nn.scan``, the call of the scanned module). Only the ``'loop_conv'`` fast
+    path reads it; it changes no value.
+
+    Yields:
+      Nothing.
+
+    Example::
+
+      with cnn_jax.ops.loop_body():
+          h, _ = nn.scan(Block, variable_axes={"params": 0}, length=n)(...)(h, None)
+    """
+    token = _IN_LOOP.set(True)
+    try:
+        yield
+    finally:
+        _IN_LOOP.reset(token)
+
+
+def in_loop_body() -> bool:
+    """Whether the ops traced now are inside a :func:`loop_body` block."""
+    return _IN_LOOP.get()
 
 
 def enabled_fast_paths() -> frozenset[str]:
