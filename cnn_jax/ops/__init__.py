@@ -13,8 +13,10 @@ The public ops, by module:
 * ``shapes`` and ``padding``: the conv arithmetic (output sizes, padding amounts,
   receptive fields);
 * ``fast_paths``: the switch for the faster CPU derivatives (``use_fast_paths``), which
-  live with their ops in the ``*_fast`` modules; ``geometry``: the one ``Geometry`` type
-  they take. ``fast`` re-exports both under their former import path;
+  live with their ops in the ``*_fast`` modules, and ``loop_body``, the mark for code
+  traced as a loop's body (``loop_conv``: convolution derivatives XLA:CPU keeps fast
+  inside ``lax.scan``); ``geometry``: the one ``Geometry`` type they take. ``fast``
+  re-exports both under their former import path;
 * ``winograd``: the 3x3 ``'SAME'`` convolution by Winograd's F(4x4, 3x3) and its
   kernel transform (fewer multiplications, float32 rounding about ``1e-5``);
 * ``limits``: the size bounds every op checks before building XLA code
