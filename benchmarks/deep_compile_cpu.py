@@ -17,8 +17,9 @@ threads): on a loaded machine the wall clock exceeds it by the time spent waitin
 a core. Peak memory is XLA's own account of the compiled program
 (``compiled.memory_analysis()``): arguments + outputs + temporaries - aliased
 (donated) bytes, i.e. what one step holds at most; ``--run`` also runs every compiled
-form on the same random batch, one warm-up and ``--steps`` timed steps each, and prints
-the median and its ratio to the first form's.
+form from the same initial weights on the same random batch, one warm-up and
+``--steps`` timed steps each, and prints the median, its ratio to the first form's and
+the loss after the last step (equal across forms up to rounding).
 
 Run from the repository root::
 
@@ -84,6 +85,8 @@ def compile_form(depth: int, batch: int, form: str) -> dict[str, Any]:
             - mem.alias_size_in_bytes
         )
     return {
+        "model": model,
+        "tx": tx,
         "trace": t1 - t0,
         "lower": t2 - t1,
         "compile": t3 - t2,
@@ -96,20 +99,47 @@ def compile_form(depth: int, batch: int, form: str) -> dict[str, Any]:
     }
 
 
-def _run_steps(results: dict[str, dict[str, Any]], steps: int) -> None:
-    """Runs every compiled form on the same random batch; prints the median step times."""
+def _initial_states(results: dict[str, dict[str, Any]], depth: int) -> dict[str, Any]:
+    """One set of initial weights for every form, a copy each (the steps donate them).
+
+    The unrolled net's weights when it is compiled (stacked for the scanned forms,
+    ``stack_unrolled``), else the scanned net's.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    from cnn_jax.models.preact_resnet import stack_unrolled
+
+    probe = jnp.zeros((1, 32, 32, 3), jnp.float32)
+    first = results["unrolled"] if "unrolled" in results else next(iter(results.values()))
+    variables = jax.jit(first["model"].init)(jax.random.key(0), probe)
+    stacked = stack_unrolled(variables, depth) if "unrolled" in results else variables
+    states = {}
+    for form, r in results.items():
+        v = variables if form == "unrolled" else stacked
+        state = (v["params"], v["batch_stats"], r["tx"].init(v["params"]))
+        states[form] = jax.tree.map(jnp.array, state)  # a copy: the step donates it
+    return states
+
+
+def _run_steps(results: dict[str, dict[str, Any]], depth: int, steps: int) -> None:
+    """Runs every form from the same weights on the same batch; prints the step times.
+
+    Also the loss after the last step, equal across forms up to rounding (they compute
+    one function).
+    """
     import jax
     import jax.numpy as jnp
     import numpy as np
 
+    _, xs, ys = next(iter(results.values()))["shapes"]
     rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.standard_normal(xs.shape), jnp.float32)
+    y = jnp.asarray(rng.integers(0, 10, ys.shape), jnp.int32)
+    states = _initial_states(results, depth)
     rows, first = [], None
     for form, r in results.items():
-        state_shapes, xs, ys = r["shapes"]
-        state = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), state_shapes)
-        x = jnp.asarray(rng.standard_normal(xs.shape), jnp.float32)
-        y = jnp.asarray(rng.integers(0, 10, ys.shape), jnp.int32)
-        state, loss = r["compiled"](state, x, y)  # warm-up
+        state, loss = r["compiled"](states.pop(form), x, y)  # warm-up
         jax.block_until_ready(loss)
         times = []
         for _ in range(steps):
@@ -125,10 +155,10 @@ def _run_steps(results: dict[str, dict[str, Any]], steps: int) -> None:
                 f"{median:.2f}",
                 f"{min(times):.2f}-{max(times):.2f}",
                 f"{median / first:.2f}",
-                f"{float(loss):.3f}",
+                f"{float(loss):.4f}",
             ]
         )
-    headers = ["form", "step s (median)", "range", "x first form", "loss"]
+    headers = ["form", "step s (median)", "range", "x first form", "loss after the last step"]
     print(f"\nTraining steps after one warm-up, {steps} timed per form:\n")
     print(common.markdown_table(headers, rows))
 
@@ -205,7 +235,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     ]
     print(common.markdown_table(headers, rows))
     if ns.run:
-        _run_steps(results, ns.steps)
+        _run_steps(results, ns.depth, ns.steps)
 
 
 if __name__ == "__main__":

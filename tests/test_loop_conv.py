@@ -118,10 +118,73 @@ def test_conv_in_a_loop_body_matches_lax(x64, rng, x_shape, w_shape, kw):
             off = value_and_grad(x, w)
         return on, off
 
+    with fast_paths.use_fast_paths(True), fast_paths.loop_body():  # loop_conv is taken
+        assert "custom_vjp_call" in str(jax.make_jaxpr(lambda a, b: ops.conv(a, b, **kw))(x, w))
     (v1, g1), (v0, g0) = jax.jit(both)(x, w)
     np.testing.assert_allclose(v1, v0, rtol=1e-12)
     for a, b in zip(g1, g0, strict=True):
         _close(a, b)
+
+
+@pytest.mark.parametrize(
+    "dtype, tol", [(jnp.bfloat16, 2e-2), (jnp.float16, 4e-3), (jnp.complex64, 1e-5)]
+)
+def test_loop_conv_in_low_precision_and_complex(rng, dtype, tol):
+    x = jnp.asarray(rng.standard_normal((2, 7, 6, 5)) + 0.5j * rng.standard_normal((2, 7, 6, 5)))
+    w = jnp.asarray(rng.standard_normal((3, 3, 5, 4)) + 0.5j * rng.standard_normal((3, 3, 5, 4)))
+    if not jnp.issubdtype(dtype, jnp.complexfloating):
+        x, w = x.real, w.real
+    x, w = x.astype(dtype), w.astype(dtype)
+
+    def grads(on):
+        def f(x, w):
+            y = ops.conv(x, w, padding="SAME")
+            return jnp.sum(jnp.real(y * jnp.conj(y)).astype(jnp.float32))
+
+        with fast_paths.use_fast_paths(on), fast_paths.loop_body():
+            return jax.jit(jax.grad(f, (0, 1)))(x, w)
+
+    for a, b in zip(grads(True), grads(False), strict=True):
+        assert a.dtype == b.dtype == dtype
+        a64, b64 = (np.asarray(v.astype(jnp.complex64)).astype(np.complex128) for v in (a, b))
+        assert np.max(np.abs(a64 - b64)) <= tol * np.max(np.abs(b64))
+
+
+def test_grouped_and_integer_convolutions_keep_their_paths_in_a_loop_body(rng):
+    x = jnp.asarray(rng.standard_normal((2, 6, 6, 4)), jnp.float32)
+    w = jnp.asarray(rng.standard_normal((3, 3, 2, 4)), jnp.float32)
+    with fast_paths.use_fast_paths(True), fast_paths.loop_body():
+        grouped = jax.make_jaxpr(lambda x, w: ops.conv(x, w, groups=2, padding="SAME"))(x, w)
+        xi = jnp.asarray(rng.integers(-3, 3, (1, 5, 5, 2)), jnp.int32)
+        wi = jnp.asarray(rng.integers(-3, 3, (3, 3, 2, 2)), jnp.int32)
+        got = ops.conv(xi, wi, padding="VALID")
+    assert "custom_vjp_call" not in str(grouped)
+    want = lax.conv_general_dilated(
+        np.asarray(xi, np.int64),
+        np.asarray(wi, np.int64),
+        (1, 1),
+        "VALID",
+        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+    )
+    np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+
+
+def test_traces_inside_and_outside_a_loop_body_are_cached_apart(rng):
+    """An eager gradient inside the block, then forward mode outside it on the same
+    shapes: the outside call must not reuse the inside trace (a custom_vjp)."""
+    x = jnp.asarray(rng.standard_normal((2, 6, 6, 4)), jnp.float32)
+    w = jnp.asarray(rng.standard_normal((3, 3, 4, 4)), jnp.float32)
+
+    def f(x, w):
+        return jnp.sum(ops.conv(x, w, padding="SAME") ** 2)
+
+    with fast_paths.use_fast_paths(True):
+        with fast_paths.loop_body():
+            inside = jax.grad(f, 1)(x, w)
+        _, tangent = jax.jvp(f, (x, w), (x, w))  # would raise on the loop trace
+        outside = jax.grad(f, 1)(x, w)
+    np.testing.assert_allclose(np.asarray(inside), np.asarray(outside), rtol=1e-5, atol=1e-4)
+    assert np.isfinite(float(tangent))
 
 
 @pytest.mark.parametrize("x_shape, w_shape, kw", CASES[:3])
@@ -188,23 +251,43 @@ def _convs(jaxpr):
     return found
 
 
+def _convs_in_loops(jaxpr):
+    """The conv_general_dilated equations inside scan or while bodies of a jaxpr."""
+    found = []
+    for eqn in jaxpr.eqns:
+        inner = []
+        for value in eqn.params.values():
+            for item in value if isinstance(value, (tuple, list)) else (value,):
+                sub = getattr(item, "jaxpr", item)
+                if hasattr(sub, "eqns"):
+                    inner.append(sub)
+        for sub in inner:
+            found += (
+                _convs(sub) if eqn.primitive.name in ("scan", "while") else _convs_in_loops(sub)
+            )
+    return found
+
+
 def _canonical(eqn):
     dn = eqn.params["dimension_numbers"]
     n = len(dn.lhs_spec) - 2
     return dn == dimension_numbers(n)
 
 
-@pytest.mark.parametrize("loop", [True, False])
-def test_scanned_gradient_holds_only_canonical_convolutions(rng, loop):
+@pytest.mark.parametrize("loop, strides", [(True, 1), (False, 1), (True, 2)])
+def test_scanned_gradient_holds_only_canonical_convolutions(rng, loop, strides):
     """Inside loop_body every convolution of the gradient is NHWC x HWIO -> NHWC; without
     it, lax's kernel gradient puts the batch in the feature position (the form XLA:CPU
     computes with its slow generic emitter inside a while loop)."""
     x = jnp.asarray(rng.standard_normal((2, 6, 6, 4)), jnp.float32)
     k = jnp.asarray(rng.standard_normal((2, 3, 3, 4, 4)), jnp.float32)
 
+    def layer(h, kt):
+        y = jax.nn.relu(ops.conv(h, kt, strides=strides, padding="SAME"))
+        return jnp.pad(y, ((0, 0), (0, 6 - y.shape[1]), (0, 6 - y.shape[2]), (0, 0))), None
+
     def loss(x, k):
-        body = lambda h, kt: (jax.nn.relu(ops.conv(h, kt, padding="SAME")), None)  # noqa: E731
-        return lax.scan(body, x, k)[0].sum()
+        return lax.scan(layer, x, k)[0].sum()
 
     def grad(x, k):
         with fast_paths.use_fast_paths(True):
@@ -214,7 +297,7 @@ def test_scanned_gradient_holds_only_canonical_convolutions(rng, loop):
             return jax.grad(loss, (0, 1))(x, k)
 
     convs = _convs(jax.make_jaxpr(grad)(x, k).jaxpr)
-    assert len(convs) >= 3  # forward, input and kernel gradient
+    assert len(convs) >= (3 if strides == 1 else 2)  # forward, kernel (and input) gradient
     canonical = [_canonical(e) for e in convs]
     assert all(canonical) if loop else not all(canonical)
 
@@ -245,7 +328,11 @@ def test_preact_resnet_scan_gradients_equal_unrolled(rng, depth):
         return -jnp.mean(jax.nn.log_softmax(logits)[jnp.arange(4), labels])
 
     g_unrolled = jax.jit(jax.grad(lambda p: loss(unrolled, variables, p)))(variables["params"])
-    g_scanned = jax.jit(jax.grad(lambda p: loss(scanned, stacked, p)))(stacked["params"])
+    grad_scanned = jax.grad(lambda p: loss(scanned, stacked, p))
+    with fast_paths.use_fast_paths(True):  # the model marks its scanned stages itself
+        convs = _convs_in_loops(jax.make_jaxpr(grad_scanned)(stacked["params"]).jaxpr)
+        g_scanned = jax.jit(grad_scanned)(stacked["params"])
+    assert convs and all(_canonical(e) for e in convs)
     g_restacked = stack_unrolled({"params": g_unrolled}, depth)["params"]
     flat_a = jax.tree_util.tree_leaves_with_path(g_scanned)
     flat_b = dict(jax.tree_util.tree_leaves_with_path(g_restacked))

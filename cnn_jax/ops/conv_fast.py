@@ -15,8 +15,9 @@ whose tangent is written so that its *transpose* (what reverse mode runs) is fas
   ``dy @ Wᵀ`` scattered back with strided pads (col2im) instead of a zero-dilated
   (``lhs_dilation``) convolution; at stride 1 it is ``lax``'s.
 
-``conv`` picks among these, the depthwise (``cnn_jax.ops.depthwise_fast``) and the
-few-input-channel (``cnn_jax.ops.small_input_fast``) formulations and ``lax``, by the
+``conv`` picks among these, the depthwise (``cnn_jax.ops.depthwise_fast``), the
+few-input-channel (``cnn_jax.ops.small_input_fast``) and, in loop bodies, the loop-safe
+(``cnn_jax.ops.loop_conv``) formulations and ``lax``, by the
 fast paths in effect (``cnn_jax.ops.fast_paths``). It runs as one ``jax.jit`` per
 geometry and set of fast paths, so that eager calls reuse the compiled program.
 """

@@ -111,6 +111,8 @@ CPU_DEFAULT = frozenset(
 #: i.e. ``XLA_FLAGS`` without the flag of ``cnn_jax.apply_xla_cpu_defaults``): YNNPACK's
 #: kernel gradients are slow, and the per-tap products of ``'conv'`` win there.
 #: ``unfused_conv`` is left out: there YNNPACK computes every convolution anyway.
+#: ``loop_conv`` stays (lax's kernel gradient inside a loop was as slow with YNNPACK; the
+#: fix was measured with XLA's own convolutions only).
 CPU_DEFAULT_YNN = (CPU_DEFAULT - {"unfused_conv"}) | {"conv"}
 #: The environment variable read when no ``use_fast_paths`` block is active.
 ENV_VAR = "CNN_JAX_FAST_PATHS"
@@ -184,8 +186,9 @@ def loop_body() -> Iterator[None]:
     """Marks the ops traced inside the block as the body of a loop (``lax.scan``, ``nn.scan``).
 
     Read at trace time, like :func:`use_fast_paths`: wrap the call that traces the loop
-    body (for ``nn.scan``, the call of the scanned module). Only the ``'loop_conv'`` fast
-    path reads it; it changes no value.
+    body (for ``nn.scan``, the call of the scanned module); a function ``jax.jit`` traced
+    before keeps its trace. Only the ``'loop_conv'`` fast path reads it; it changes no
+    value.
 
     Yields:
       Nothing.

@@ -17,9 +17,12 @@ as an ``(*out, N, C_out)`` kernel (the forward strides become that kernel's dila
 the forward kernel dilation the strides), then ``(C_in, *window, C_out)`` moved back
 to ``(*window, C_in, C_out)``; at stride 1 the input gradient is the output gradient
 convolved with the kernel flipped in space and with its channels swapped, an explicit
-array (as ``cnn_jax.style.fast_vgg`` does for VGG-19; strided: ``conv_fast``'s col2im
-rule). The same sums as ``lax``'s derivatives. Reverse mode to any order and
-forward-over-reverse (Hessian-vector products) work; plain forward mode does not
+array (as ``cnn_jax.style.fast_vgg`` does for VGG-19); strided, it is ``conv_fast``'s
+col2im rule, and with a padding wider than the dilated kernel's reach ``lax``'s own. The
+same sums as ``lax``'s derivatives, for floating-point and complex arrays. Reverse mode
+to any order and forward-over-reverse (Hessian-vector products) work: second
+derivatives differentiate the backward pass's convolutions with ``lax``'s rules (not
+canonical again, so slow inside a loop). Plain forward mode does not
 (``jax.custom_vjp``), which is why the path is confined to loop bodies.
 """
 
@@ -106,7 +109,10 @@ def canonical_input_grad(dy: Array, w: Array, spatial: Sequence[int], g: Geometr
 
 
 def _input_grad(x: Array, w: Array, dy: Array, g: Geometry) -> Array:
-    """Canonical at stride 1 within the kernel's reach; else ``conv_fast``'s input rule."""
+    """The input gradient: canonical at stride 1 with padding within the kernel's reach.
+
+    Otherwise ``conv_fast``'s input rule (col2im when strided, ``lax``'s at stride 1).
+    """
     n = x.ndim - 2
     reach = [d * (k - 1) for d, k in zip(g.dilation, w.shape[:n])]
     if all(s == 1 for s in g.strides) and all(max(p) <= r for p, r in zip(g.padding, reach)):
@@ -124,7 +130,7 @@ def loop_conv(x: Array, w: Array, g: Geometry) -> Array:
     path, for forward mode).
 
     Args:
-      x: ``(N, *spatial, C_in)``, floating point.
+      x: ``(N, *spatial, C_in)``, floating point or complex.
       w: ``(*window, C_in, C_out)``.
       g: the geometry (``padding`` as explicit zero-padding pairs).
 
