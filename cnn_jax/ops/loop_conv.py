@@ -6,8 +6,8 @@ batch in the feature position (``f01b_i01o->01bf`` for 2-D). Outside a loop, XLA
 rewrites it into its canonical ``NHWC x HWIO -> NHWC`` form around transposes and runs
 its Eigen convolution. Inside a ``while`` loop (``lax.scan``, ``nn.scan``: the
 scanned stages of ``cnn_jax.models.PreActResNetCifar``) it does not, and computes the
-convolution with its generic loop emitter: 30-130 times slower for ResNet shapes
-(docs/ENGINEERING.md, "Convolutions inside loops").
+convolution with its generic loop emitter, far slower (measurements in
+docs/ENGINEERING.md, "Convolutions inside loops").
 
 Fast path ``'loop_conv'`` (``cnn_jax.ops.fast_paths``), in effect only for ops traced
 inside :func:`cnn_jax.ops.fast_paths.loop_body`: a ``jax.custom_vjp`` whose backward
