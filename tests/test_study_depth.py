@@ -112,3 +112,35 @@ def test_study_runlocal_writes_report(name, tmp_path):
     assert (tmp_path / "curves.png").stat().st_size > 1000
     results = json.loads((tmp_path / "results.json").read_text())
     assert len(results["cells"]) == len(STUDIES[name])
+
+
+def test_densenet_warmup_variant_warms_only_the_resnets():
+    from experiments.configs.study_densenet import RESNET_WARMUP_EPOCHS
+
+    plain = {c.name: c.config.to_dict() for c in cells(load_study(_spec("densenet", "cpu")))}
+    grid = cells(load_study(_spec("densenet", "cpu,warmup")))
+    for cell in grid:
+        validate_config(cell.config)
+    warm = {c.name: c.config.to_dict() for c in grid}
+    assert warm.keys() == plain.keys()
+    for name, config in warm.items():
+        want = 0.0 if config["model"] == "densenet_bc100" else RESNET_WARMUP_EPOCHS
+        assert config["optim"]["warmup_epochs"] == want
+        # Everything else is the one-recipe study's configuration (same cell names, so a
+        # finished DenseNet cell can be shared).
+        config["optim"].pop("warmup_epochs"), plain[name]["optim"].pop("warmup_epochs")
+        assert config == plain[name]
+
+
+def test_very_deep_cpu_variant_warms_up_for_its_warmup_steps():
+    from cnn_jax.train.optim import make_schedule
+    from experiments.configs.study_very_deep import CPU_STEPS, CPU_WARMUP_STEPS
+
+    for cell in cells(load_study(_spec("very_deep", "cpu"))):
+        c = cell.config
+        assert c.num_train_steps == CPU_STEPS
+        schedule = make_schedule(c.optim, 50_000 // c.batch_size, CPU_STEPS)
+        lr = c.optim.learning_rate
+        assert float(schedule(CPU_WARMUP_STEPS // 2)) == pytest.approx(lr / 2)
+        assert float(schedule(CPU_WARMUP_STEPS)) == pytest.approx(lr)
+        assert float(schedule(CPU_STEPS - 1)) == pytest.approx(lr)

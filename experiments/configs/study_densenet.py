@@ -5,7 +5,9 @@ Command (from the repository root, in the venv):
       --workdir=runs/study_densenet
 
 Variants: ``cpu`` (the CPU-budget run recorded in docs/RESULTS.md, "Going deeper":
-``resnet_cifar10.CPU_EPOCHS`` epochs each), ``runlocal`` (seconds, synthetic data).
+``resnet_cifar10.CPU_EPOCHS`` epochs each), ``runlocal`` (seconds, synthetic data),
+``warmup`` (the ResNets warm up linearly over ``RESNET_WARMUP_EPOCHS``, as He et al.
+warm ResNet-110 up; DenseNet-BC's cell is unchanged, its paper trains it without).
 Without a variant: 300 epochs each (DenseNet-BC's schedule), an accelerator job.
 
 All three use one recipe so that only the network differs: DenseNet-BC's (SGD with
@@ -18,16 +20,26 @@ from cnn_jax.study import Axis, Study
 from experiments.configs import resnet_cifar10
 from experiments.configs.common import parse_variants
 
+#: Linear warm-up of the ResNets in the ``warmup`` variant, in epochs.
+RESNET_WARMUP_EPOCHS = 0.25
+
 
 def get_study(arg: str | None = None) -> Study:
     """Returns the study; ``arg`` selects variants (see the module docstring)."""
-    variants = parse_variants(arg, ("cpu", "runlocal"))
-    extra = ",".join(sorted(variants))
+    variants = parse_variants(arg, ("cpu", "runlocal", "warmup"))
+    extra = ",".join(sorted(variants - {"warmup"}))
     base = resnet_cifar10.get_config(",".join(filter(None, ("densenet_bc100", extra))))
+    models = ("densenet_bc100", "resnet56", "resnet110")
+    if "warmup" in variants and "runlocal" not in variants:
+        warm = {"optim.warmup_epochs": RESNET_WARMUP_EPOCHS}
+        values = tuple({"model": m, **({} if m == models[0] else warm)} for m in models)
+        axis = Axis("model", values, labels=models)
+    else:
+        axis = Axis("model", models)
     return Study(
         name="densenet_vs_resnet",
         base=base,
-        axes=(Axis("model", ("densenet_bc100", "resnet56", "resnet110")),),
+        axes=(axis,),
         seeds=(0,),
         description=(
             "DenseNet-BC-100 (k=12) against ResNet-56 and ResNet-110, one recipe "

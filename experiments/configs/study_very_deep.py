@@ -5,7 +5,8 @@ Command (from the repository root, in the venv):
       --workdir=runs/study_very_deep
 
 Variants: ``cpu`` (the CPU-budget run recorded in docs/RESULTS.md, "Going deeper":
-``CPU_STEPS`` steps of batch 64 each, a few minutes of the curves' start), ``runlocal``
+``CPU_STEPS`` steps of batch 64 each at learning rate 0.05 after ``CPU_WARMUP_STEPS``
+of linear warm-up, the curves' start), ``runlocal``
 (seconds, synthetic data). Without a variant: the paper's 164-epoch recipe (the
 1001-layer net is an accelerator job: about 4.9 GFLOPs per 32x32 image and step).
 
@@ -19,6 +20,8 @@ from experiments.configs.common import parse_variants
 
 #: Steps of the ``cpu`` variant.
 CPU_STEPS = 150
+#: Linear warm-up steps of the ``cpu`` variant (He et al. warm ResNet-110 and -1001 up).
+CPU_WARMUP_STEPS = 50
 
 
 def get_study(arg: str | None = None) -> Study:
@@ -32,7 +35,7 @@ def get_study(arg: str | None = None) -> Study:
         base.num_train_steps = CPU_STEPS
         base.optim.schedule = "constant"
         base.optim.learning_rate = 0.05  # 0.1 for batch 128, scaled to 64
-        base.optim.warmup_epochs = 0.0
+        base.optim.warmup_epochs = CPU_WARMUP_STEPS * base.batch_size / 50_000
         base.optim.milestones = ()
         base.log_every_steps = 25
         base.eval_every_steps = CPU_STEPS
