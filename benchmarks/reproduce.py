@@ -3,7 +3,8 @@ r"""The results ledger: rerun its entries, compare with what was recorded, rende
 Every accuracy or quality number that ``README.md`` or ``docs/RESULTS.md`` states comes
 from one file, ``docs/results/ledger.json``. Each entry names the command that produced
 the number, the data, the metric, the recorded value and the tolerance it is held to,
-the hardware, the date, the code revision and the wall time of the run. This script:
+the hardware, the date, the code revision and the wall time of the run; entries marked
+``"readme": true`` are the headline results README.md shows. This script:
 
   python -m benchmarks.reproduce --list                 # the entries
   python -m benchmarks.reproduce --budget cpu           # rerun every CPU entry
@@ -83,6 +84,8 @@ def load(path: Path = LEDGER) -> list[dict[str, Any]]:
                 raise ValueError(f"ledger entry {e['name']!r}: unknown `also` metric {k!r}")
         if e["budget"] not in ("cpu", "gpu"):
             raise ValueError(f"ledger entry {e['name']!r}: `budget` {e['budget']!r} not cpu/gpu")
+        if not isinstance(e.get("readme", False), bool):
+            raise ValueError(f"ledger entry {e['name']!r}: `readme` {e['readme']!r} not a bool")
         if e["name"] in names:
             raise ValueError(f"ledger entry name {e['name']!r} is repeated")
         names.add(e["name"])
@@ -189,14 +192,23 @@ def _md_table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def render(entries: list[dict[str, Any]], which: str) -> str:
-    """The generated Markdown table: ``'results'`` (docs/RESULTS.md) or ``'readme'``."""
+    """The generated Markdown table of ``which`` file.
+
+    ``'results'`` (docs/RESULTS.md): every entry, with its command, record and history;
+    ``'readme'``: the entries marked ``"readme": true`` (the headline results).
+    """
     if which == "readme":
         rows = [
             [e["model"], e["data"], METRICS[e["metric"]][0], f"**{_fmt(e, e['value'])}**",
              e["paper"]]
             for e in entries
+            if e.get("readme")
         ]  # fmt: skip
-        return _md_table(["model", "data", "metric", "ours", "paper"], rows)
+        table = _md_table(["model", "data", "metric", "ours", "paper"], rows)
+        return (
+            f"{table}\n\nThe headline {len(rows)} of the ledger's {len(entries)} results; "
+            "every one, with its command, is in [docs/RESULTS.md](docs/RESULTS.md)."
+        )
     rows = []
     for e in entries:
         also = ", ".join(f"{METRICS[k][0]} {_fmt(e, v, k)}" for k, v in e.get("also", {}).items())

@@ -34,12 +34,28 @@ def test_docs_tables_agree_with_the_ledger():
         )
 
 
-def test_every_ledger_value_is_in_both_tables():
+def test_every_ledger_value_is_in_results_and_the_headlines_in_the_readme():
     results = (ROOT / "docs" / "RESULTS.md").read_text()
     readme = (ROOT / "README.md").read_text()
-    for e in reproduce.load():
-        shown = reproduce._fmt(e, e["value"])
-        assert f"**{shown}**" in results and f"**{shown}**" in readme, e["name"]
+    begin, end = reproduce.BEGIN.format("accuracy"), reproduce.END.format("accuracy")
+    table = readme.split(begin)[1].split(end)[0]
+    entries = reproduce.load()
+    headlines = [e for e in entries if e.get("readme")]
+    assert "lenet5_mnist" in {e["name"] for e in headlines}  # the main job's result
+    for e in entries:
+        row = f"| {e['model']} | {e['data']} |"
+        assert f"**{reproduce._fmt(e, e['value'])}**" in results, e["name"]
+        assert (row in table) == bool(e.get("readme")), e["name"]
+    assert f"The headline {len(headlines)} of the ledger's {len(entries)} results" in table
+
+
+def test_ledger_rejects_a_readme_mark_that_is_not_a_bool(tmp_path):
+    entries = reproduce.load()
+    entries[0] = {**entries[0], "readme": "yes"}
+    path = tmp_path / "ledger.json"
+    reproduce.save(entries, path)
+    with pytest.raises(ValueError, match="`readme` 'yes' not a bool"):
+        reproduce.load(path)
 
 
 def test_config_docstrings_quote_the_ledger():
