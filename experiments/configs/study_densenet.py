@@ -43,6 +43,8 @@ def get_study(arg: str | None = None) -> Study:
         seeds=(0,),
         description=(
             "DenseNet-BC-100 (k=12) against ResNet-56 and ResNet-110, one recipe "
-            "(DenseNet-BC's), CIFAR-10."
+            "(DenseNet-BC's"
+            + (f"; the ResNets warm up over {RESNET_WARMUP_EPOCHS} epochs" if axis.labels else "")
+            + "), CIFAR-10."
         ),
     )
