@@ -30,7 +30,8 @@ def get_study(arg: str | None = None) -> Study:
     extra = ",".join(sorted(variants - {"warmup"}))
     base = resnet_cifar10.get_config(",".join(filter(None, ("densenet_bc100", extra))))
     models = ("densenet_bc100", "resnet56", "resnet110")
-    if "warmup" in variants and "runlocal" not in variants:
+    warm_resnets = "warmup" in variants and "runlocal" not in variants
+    if warm_resnets:
         warm = {"optim.warmup_epochs": RESNET_WARMUP_EPOCHS}
         values = tuple({"model": m, **({} if m == models[0] else warm)} for m in models)
         axis = Axis("model", values, labels=models)
@@ -44,7 +45,7 @@ def get_study(arg: str | None = None) -> Study:
         description=(
             "DenseNet-BC-100 (k=12) against ResNet-56 and ResNet-110, one recipe "
             "(DenseNet-BC's"
-            + (f"; the ResNets warm up over {RESNET_WARMUP_EPOCHS} epochs" if axis.labels else "")
+            + (f"; the ResNets warm up over {RESNET_WARMUP_EPOCHS} epochs" if warm_resnets else "")
             + "), CIFAR-10."
         ),
     )
