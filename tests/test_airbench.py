@@ -8,6 +8,7 @@ lookahead land on the same weights.
 import dataclasses
 import io
 import math
+import re
 import tarfile
 
 import jax
@@ -320,15 +321,48 @@ def test_run_script_smoke(tmp_path):
         [
             "--synthetic=64,20", "--seeds=2", "--batch_size=16", "--epochs=1",
             "--widths=8,16,16", "--whiten_samples=32", "--eval_batch_size=10",
-            "--jax_loop=step", "--no_warmup", f"--out={out}",
+            "--jax_loop=step", "--no_warmup", "--target=0.05", f"--out={out}",
         ]
     )  # fmt: skip
     assert out.is_file()
+    for s in result["summary"].values():
+        assert s["target"] == 0.05 and 0 <= s["seeds_at_target"] <= 2
     assert set(result["summary"]) == {
         "torch[eager,float32]",
         "jax[float32,pool=reshape,bn=cnn_jax,step]",
     }
     assert result["summary"]["jax[float32,pool=reshape,bn=cnn_jax,step]"]["n"] == 2
+
+
+def test_summary_says_which_seeds_reached_the_target():
+    from benchmarks.airbench import run
+
+    runs = [
+        {"accuracy": 0.905, "time_s": 100.0},
+        {"accuracy": 0.898, "time_s": 110.0},
+        {"accuracy": 0.903, "time_s": 90.0},
+    ]
+    s = run.summarize(runs, target=0.90)
+    assert s["seeds_at_target"] == 2 and s["n"] == 3
+    assert s["mean_at_target"]  # mean 0.902
+    assert s["time_mean_s"] == pytest.approx(100.0)
+    assert "2/3 seeds" in run.target_line(s) and "100.0s" in run.target_line(s)
+    below = run.summarize(runs, target=0.904)
+    assert below["seeds_at_target"] == 1 and not below["mean_at_target"]
+    assert "did not" in run.target_line(below)
+    assert "target" not in run.summarize(runs)
+
+
+@pytest.mark.parametrize("target", [0.0, 90.0, -0.5])
+def test_target_outside_zero_one_is_rejected(target):
+    from benchmarks.airbench import run
+
+    with pytest.raises(ValueError, match=r"`target` \(=" + re.escape(repr(target))):
+        run.summarize([{"accuracy": 0.9, "time_s": 1.0}], target=target)
+    with pytest.raises(ValueError, match=r"`--target`"):
+        run.main(["--synthetic=64,20", f"--target={target}"])
+    with pytest.raises(ValueError, match="`runs` is empty"):
+        run.summarize([])
 
 
 # --------------------------------------------------------------------------------- data
