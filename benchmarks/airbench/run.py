@@ -171,6 +171,12 @@ def load_data(args: argparse.Namespace) -> Splits:
     return splits
 
 
+def _check_target(target: float | None, name: str) -> None:
+    """Raises a ValueError naming ``name`` unless ``target`` is None or in (0, 1]."""
+    if target is not None and not 0.0 < target <= 1.0:
+        raise ValueError(f"`{name}` (={target!r}) must be a fraction in (0, 1], e.g. 0.90")
+
+
 def summarize(runs: list[dict[str, Any]], target: float | None = None) -> dict[str, Any]:
     """Mean/std accuracy and time statistics of one contestant's runs.
 
@@ -186,8 +192,7 @@ def summarize(runs: list[dict[str, Any]], target: float | None = None) -> dict[s
     """
     if not runs:
         raise ValueError("`runs` is empty: nothing to summarize")
-    if target is not None and not 0.0 < target <= 1.0:
-        raise ValueError(f"`target` (={target!r}) must be a fraction in (0, 1], e.g. 0.90")
+    _check_target(target, "target")
     accs = [r["accuracy"] for r in runs]
     times = [r["time_s"] for r in runs]
     extra: dict[str, Any] = {}
@@ -222,8 +227,7 @@ def target_line(s: dict[str, Any]) -> str:
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Runs the benchmark; returns (and optionally writes) the results."""
     args = parse_args(argv)
-    if args.target is not None and not 0.0 < args.target <= 1.0:
-        raise ValueError(f"`--target` (={args.target!r}) must be a fraction in (0, 1], e.g. 0.90")
+    _check_target(args.target, "--target")
     # XLA flags before JAX starts here or in the contestants' processes (they inherit them).
     common.setup_xla(args.xla_defaults, args.xla_flags)
     recipe = make_recipe(args)
