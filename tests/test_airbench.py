@@ -8,7 +8,9 @@ lookahead land on the same weights.
 import dataclasses
 import io
 import math
+import platform
 import re
+import sys
 import tarfile
 
 import jax
@@ -26,6 +28,8 @@ torch = torch_oracle.torch()
 abt = pytest.importorskip("benchmarks.airbench.airbench94_torch")
 
 pytestmark = pytest.mark.torch
+
+GLIBC = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
 
 TINY = Recipe(
     batch_size=8,
@@ -322,9 +326,13 @@ def test_run_script_smoke(tmp_path):
             "--synthetic=64,20", "--seeds=2", "--batch_size=16", "--epochs=1",
             "--widths=8,16,16", "--whiten_samples=32", "--eval_batch_size=10",
             "--jax_loop=step", "--no_warmup", "--target=0.05", f"--out={out}",
+            "--host_memory=calling_thread",
         ]
     )  # fmt: skip
     assert out.is_file()
+    # Applied in each contestant's own (spawned) process, before JAX or PyTorch start.
+    applied = "reuse, calling_thread" if GLIBC else "default (calling_thread not applied)"
+    assert {c["host_memory"] for c in result["contestants"].values()} == {applied}
     for s in result["summary"].values():
         assert s["target"] == 0.05 and 0 <= s["seeds_at_target"] <= 2
     assert set(result["summary"]) == {

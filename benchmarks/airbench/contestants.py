@@ -65,7 +65,9 @@ def build_contestant(spec: dict[str, Any], data: Splits, recipe: Recipe) -> tupl
     Args:
       spec: ``{'kind': 'jax', 'options': {...}}`` or ``{'kind': 'torch', 'mode': 'eager' or
         'compile', 'dtype': 'float16'/'float32'/'auto', 'device': 'cuda'/'cpu'/'auto'}``,
-        plus ``'warmup'`` (bool).
+        plus ``'warmup'`` (bool) and ``'host_memory'`` (a choice of
+        ``benchmarks.common.apply_host_memory``, applied here before JAX or PyTorch
+        start; default ``'default'``).
       data: the splits.
       recipe: the hyperparameters.
 
@@ -74,6 +76,7 @@ def build_contestant(spec: dict[str, Any], data: Splits, recipe: Recipe) -> tupl
       set-up record (versions, compile and warm-up times).
     """
     info: dict[str, Any] = {"spec": spec}
+    info["host_memory"] = common.apply_host_memory(spec.get("host_memory", "default"))
     if spec["kind"] == "jax":
         os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
         import jax

@@ -14,6 +14,8 @@ What it does:
    its own process by default (``spawn``; ``--same_process`` to keep them all in this
    one): separate processes keep the two frameworks' CUDA libraries and memory pools
    apart. JAX runs with ``XLA_PYTHON_CLIENT_PREALLOCATE=false`` unless set otherwise.
+   ``--host_memory=calling_thread`` makes every contestant's process reuse freed host
+   memory (``cnn_jax.host_memory``), JAX and PyTorch alike.
 3. Set-up, reported and never timed: JAX compiles all its programs ahead of time
    (``jit(...).lower(...).compile()``, the compile time is printed); then every contestant
    does one warm-up run on random labels (the script's ``main('warmup')``: cuDNN
@@ -108,6 +110,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no_warmup", action="store_true")
     p.add_argument("--epoch_eval", action="store_true", help="untimed per-epoch evaluation")
     p.add_argument("--verbose", action="store_true", help="print every epoch")
+    p.add_argument(
+        "--host_memory",
+        choices=common.HOST_MEMORY_CHOICES,
+        default="default",
+        help="default: glibc's malloc settings; calling_thread, one_arena: that strategy of "
+        "cnn_jax.host_memory.reuse_host_memory() in every contestant's process, JAX and "
+        "PyTorch alike (a step's freed buffers reused, not mapped afresh)",
+    )
     common.add_setup_arguments(p, threads=False)
     return p.parse_args(argv)
 
@@ -142,6 +152,7 @@ def make_specs(args: argparse.Namespace) -> list[dict[str, Any]]:
                     "dtype": args.torch_dtype,
                     "device": args.torch_device,
                     "warmup": warmup,
+                    "host_memory": args.host_memory,
                 }
             )
     if args.framework in ("jax", "both"):
@@ -149,7 +160,14 @@ def make_specs(args: argparse.Namespace) -> list[dict[str, Any]]:
             _csv(args.jax_dtype), _csv(args.jax_pool), _csv(args.jax_bn), _csv(args.jax_loop)
         ):
             options = {"dtype": dtype, "pool": pool, "bn": bn, "loop": loop}
-            specs.append({"kind": "jax", "options": options, "warmup": warmup})
+            specs.append(
+                {
+                    "kind": "jax",
+                    "options": options,
+                    "warmup": warmup,
+                    "host_memory": args.host_memory,
+                }
+            )
     return specs
 
 
@@ -257,7 +275,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             info = c.info
             extra = f", compile {info['compile_s']:.1f}s" if info.get("compile_s") else ""
             warm = f", warm-up run {info['warmup_wall_s']:.1f}s" if "warmup_wall_s" in info else ""
-            print(f"ready: {info['label']} on {info['device']}{extra}{warm}", flush=True)
+            memory = f", host memory {info['host_memory']}"
+            print(f"ready: {info['label']} on {info['device']}{extra}{warm}{memory}", flush=True)
 
         labels = [c.info["label"] for c in contestants]
         runs: dict[str, list[dict[str, Any]]] = {label: [] for label in labels}
