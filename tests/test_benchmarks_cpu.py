@@ -35,8 +35,10 @@ def test_host_memory_setting_is_parsed(monkeypatch):
 
 def test_profile_step_prints_op_kinds(capsys, tmp_path):
     hlo = tmp_path / "step.hlo"
-    profile_step_cpu.main(["--model", "lenet5", "--steps", "1", "--top", "5", "--hlo", str(hlo)])
+    argv = ["--model", "lenet5", "--steps", "1", "--top", "5", "--hlo", str(hlo), "--batch", "8"]
+    profile_step_cpu.main(argv)
     out = capsys.readouterr().out
+    assert "batch 8," in out.splitlines()[0]
     assert "page faults per step" in out
     temp = [line for line in out.splitlines() if "temporaries of the compiled step" in line]
     assert len(temp) == 1 and int(temp[0].split(": ")[1].split()[0].replace(",", "")) > 0
@@ -44,6 +46,9 @@ def test_profile_step_prints_op_kinds(capsys, tmp_path):
     rows = [line for line in out.splitlines() if line.startswith("| `")]
     assert 1 <= len(rows) <= 5
     assert "convolution" in hlo.read_text()
+    with pytest.raises(SystemExit):
+        profile_step_cpu.main(["--model", "lenet5", "--batch", "0"])
+    assert "--batch (=0) must be positive" in capsys.readouterr().err
 
 
 def test_measure_orders():

@@ -21,12 +21,15 @@ Run from the repository root::
     python -m benchmarks.studies.profile_step_cpu --model resnet20 \
         --fast-paths depthwise,grouped,conv_transpose   # without 'materialize'
     python -m benchmarks.studies.profile_step_cpu --model airbench94 --flax --hlo /tmp/airbench.hlo
+    python -m benchmarks.studies.profile_step_cpu --model airbench94 --batch 1024 \
+        --host-memory calling_thread   # the CIFAR-10 speed run's batch
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import dataclasses
 import glob
 import os
 import re
@@ -46,6 +49,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--flax", action="store_true", help="the plain flax.linen model")
     parser.add_argument("--fast-paths", default="auto", help="as in benchmarks.train_step_cpu")
     parser.add_argument("--steps", type=int, default=3, help="traced steps (after 3 warm-up)")
+    parser.add_argument("--batch", type=int, default=None, help="batch size (default: the model's)")
     parser.add_argument("--top", type=int, default=20, help="op kinds to print")
     parser.add_argument("--hlo", default=None, help="write the optimized HLO of the step here")
     parser.add_argument("--host-memory", choices=common.HOST_MEMORY_CHOICES, default="default")
@@ -53,12 +57,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.steps < 1:
         parser.error(f"--steps (={args.steps}) must be positive")
+    if args.batch is not None and args.batch < 1:
+        parser.error(f"--batch (={args.batch}) must be positive")
     common.setup_xla(args.xla_defaults, args.xla_flags)
     host_memory = common.apply_host_memory(args.host_memory)
     threads = common.set_threads(args.threads, "unset")
     import jax
 
     spec = zoo.specs()[args.model]
+    if args.batch is not None:
+        spec = dataclasses.replace(spec, batch=args.batch)
     module = zoo.jax_models()[args.model][1 if args.flax else 0]
     train, _, _ = jax_programs(module, spec, args.fast_paths, hlo_path=args.hlo)
     for _ in range(3):
@@ -85,7 +93,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     faults = (usage1.ru_minflt - usage0.ru_minflt) / args.steps
     system = (usage1.ru_stime - usage0.ru_stime) / args.steps
     which = "flax" if args.flax else f"ours (fast paths {args.fast_paths})"
-    print(f"### {args.model}, {which}: one training step under jax.profiler\n")
+    print(f"### {args.model} ({spec.describe()}), {which}: one training step under jax.profiler\n")
     print(f"- command: `{common.command_line()}`")
     print(f"- XLA_FLAGS: `{os.environ.get('XLA_FLAGS', '')}`")
     print(f"- wall time per traced step: {wall * 1e3:.0f} ms (slower than untraced)")
