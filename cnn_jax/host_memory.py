@@ -12,8 +12,9 @@ Both strategies set two ``mallopt`` parameters:
 
 * ``M_MMAP_MAX = 0``: no ``mmap`` for large blocks, which come from the heap;
 * ``M_TRIM_THRESHOLD = -1``: free memory at the top of the heap is never returned
-  (mallopt(3): -1 turns trimming off; a finite threshold, even the largest ``int``, lets
-  ``free`` return a block above it, e.g. the 3.9 GB of an airbench94 step at batch 1024).
+  (mallopt(3): -1 turns trimming off; any finite threshold, even the largest positive
+  ``int``, lets ``free`` return a block above it, so temporaries past 2 GiB would be
+  mapped afresh in every step).
 
 They differ in how XLA's blocks reach a heap that can hold them. A thread's own malloc
 arena (every thread but the main one gets one) cannot: its heaps are at most 64 MiB,
