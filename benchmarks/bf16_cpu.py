@@ -6,7 +6,7 @@ every 3x3 ``'SAME'`` convolution of airbench94 (``benchmarks.airbench``: widths 
 in interleaved rounds (``benchmarks.common``):
 
 * ``conv``: forward and both gradients (input and kernel) of the convolution, the work
-  of one training step, as ``jax.grad`` of ``sum(conv(x, k) * g)`` (jitted;
+  of one training step, as ``jax.value_and_grad`` of ``sum(conv(x, k) * g)`` (jitted;
   ``lax.conv_general_dilated``) and as PyTorch's ``conv2d`` (channels-last) with
   ``backward(g)``;
 * ``matmul``: one matrix product of the layer's im2col shape
@@ -69,7 +69,12 @@ def bf16_cpu_flags() -> str:
 
 
 def _jax_fns(dtype):
-    """Jitted ``conv`` (forward + both gradients) and ``matmul`` for ``dtype``."""
+    """Jitted ``conv`` (forward + both gradients) and ``matmul`` for ``dtype``.
+
+    ``conv`` returns the loss with the gradients: the loss is linear in the
+    convolution's output, so ``jax.grad`` alone would let XLA drop the forward
+    convolution and time two convolutions against PyTorch's three.
+    """
     import jax
     import jax.numpy as jnp
     from jax import lax
@@ -80,7 +85,7 @@ def _jax_fns(dtype):
         )
         return jnp.sum(y.astype(jnp.float32) * g.astype(jnp.float32))
 
-    conv = jax.jit(jax.grad(loss, argnums=(0, 1)))
+    conv = jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))
     matmul = jax.jit(functools.partial(jnp.matmul, preferred_element_type=jnp.float32))
     return conv, matmul
 
@@ -133,9 +138,11 @@ def _candidates(x, k, g, a, b):
 
 def _grads(fns, fw, dtype):
     """``(dx NHWC, dk HWIO)`` of one ``conv`` candidate as float64 numpy arrays."""
-    dx, dk = fns[f"{fw} conv {dtype}"]()
     if fw == "torch":
+        dx, dk = fns[f"{fw} conv {dtype}"]()
         dx, dk = dx.float().permute(0, 2, 3, 1), dk.float().permute(2, 3, 1, 0)
+    else:
+        _, (dx, dk) = fns[f"{fw} conv {dtype}"]()
     return tuple(np.asarray(v, np.float64) for v in (dx, dk))
 
 

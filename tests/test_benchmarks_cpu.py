@@ -290,6 +290,18 @@ def test_bf16_quick_runs(capsys):
     assert "CPU bfloat16 instructions:" in out
 
 
+def test_bf16_jax_conv_program_keeps_the_forward_convolution():
+    """Three convolutions, as PyTorch's forward and backward: none dropped as dead code."""
+    import jax.numpy as jnp
+
+    from benchmarks.bf16_cpu import _jax_fns
+
+    conv, _ = _jax_fns(jnp.float32)
+    x, k, g = jnp.ones((2, 8, 8, 4)), jnp.ones((3, 3, 4, 5)), jnp.ones((2, 8, 8, 5))
+    hlo = conv.lower(x, k, g).compile().as_text()
+    assert hlo.count(" convolution(") == 3, hlo
+
+
 def test_bf16_layers_are_airbench_nets_convolutions():
     import jax
     import jax.numpy as jnp
