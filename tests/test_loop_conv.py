@@ -213,8 +213,14 @@ def test_forward_over_reverse_works_and_plain_forward_mode_is_a_type_error(x64, 
     hvp = [jax.jvp(jax.grad(loss(on), (0, 1)), (x, w), tangents)[1] for on in (True, False)]
     for a, b in zip(*hvp, strict=True):
         _close(a, b)
-    with pytest.raises(TypeError, match="forward-mode"):
+    with pytest.raises(TypeError, match="forward-mode") as info:
         jax.jvp(loss(True), (x, w), tangents)
+    assert "inside cnn_jax.ops.loop_body()" in str(info.value)
+    assert "without 'loop_conv'" in str(info.value)  # the way out
+    assert "custom_vjp function" in str(info.value.__cause__)  # JAX's own, chained
+    # Other TypeErrors raised inside the block pass through unchanged.
+    with pytest.raises(TypeError, match=r"^unrelated$"), fast_paths.loop_body():
+        raise TypeError("unrelated")
 
 
 def test_loop_conv_under_vmap_and_scan_in_float32(rng):

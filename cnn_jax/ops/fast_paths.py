@@ -121,6 +121,8 @@ _OVERRIDE: contextvars.ContextVar[frozenset[str] | None] = contextvars.ContextVa
     "cnn_jax_fast_paths", default=None
 )
 _IN_LOOP: contextvars.ContextVar[bool] = contextvars.ContextVar("cnn_jax_loop_body", default=False)
+#: The text of JAX's ``TypeError`` for ``jax.jvp`` of a ``jax.custom_vjp`` function.
+_JVP_OF_CUSTOM_VJP = "forward-mode autodiff (jvp) to a custom_vjp"
 
 
 # --------------------------------------------------------------------------- switch
@@ -193,6 +195,11 @@ def loop_body() -> Iterator[None]:
     Yields:
       Nothing.
 
+    Raises:
+      TypeError: forward-mode differentiation (``jax.jvp``, ``jax.jacfwd``) of a dense
+        convolution traced inside the block under ``'loop_conv'``, whose derivatives
+        are reverse mode only; the message names the two ways out.
+
     Example::
 
       with cnn_jax.ops.loop_body():
@@ -201,6 +208,16 @@ def loop_body() -> Iterator[None]:
     token = _IN_LOOP.set(True)
     try:
         yield
+    except TypeError as e:
+        if _JVP_OF_CUSTOM_VJP not in str(e):
+            raise
+        raise TypeError(
+            "forward-mode differentiation (jax.jvp, jax.jacfwd) reached a function traced "
+            "inside cnn_jax.ops.loop_body() that defines reverse mode only: there the "
+            "'loop_conv' fast path gives dense convolutions a jax.custom_vjp. For forward "
+            "mode, trace the loop body outside loop_body(), or without 'loop_conv' "
+            "(cnn_jax.ops.use_fast_paths with the other paths). JAX's error: " + str(e)
+        ) from e
     finally:
         _IN_LOOP.reset(token)
 

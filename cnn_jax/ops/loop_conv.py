@@ -125,9 +125,9 @@ def loop_conv(x: Array, w: Array, g: Geometry) -> Array:
     """``lax_conv(x, w, g)`` (dense: ``g.groups == 1``) with loop-safe derivatives.
 
     Reverse mode only (a ``jax.custom_vjp``; its backward pass is plain convolutions, so
-    reverse-over-reverse and forward-over-reverse work); ``jax.jvp`` raises JAX's
-    ``TypeError`` (trace outside ``loop_body``, or without the ``'loop_conv'`` fast
-    path, for forward mode).
+    reverse-over-reverse and forward-over-reverse work); ``jax.jvp`` raises a
+    ``TypeError`` (``loop_body`` adds the ways out: trace outside ``loop_body``, or
+    without the ``'loop_conv'`` fast path, for forward mode).
 
     Args:
       x: ``(N, *spatial, C_in)``, floating point or complex.
