@@ -276,6 +276,7 @@ def parse_args(
     )
     parser.add_argument(
         "--host-memory",
+        "--host_memory",  # the spelling of experiments.main and benchmarks.airbench.run
         default="default",
         choices=HOST_MEMORY_CHOICES,
         help="default: glibc's malloc settings; calling_thread, one_arena: that strategy of "

@@ -342,6 +342,17 @@ def test_run_script_smoke(tmp_path):
     assert result["summary"]["jax[float32,pool=reshape,bn=cnn_jax,step]"]["n"] == 2
 
 
+def test_host_memory_option_takes_either_spelling(capsys):
+    from benchmarks.airbench import run
+
+    for flag in ("--host_memory", "--host-memory"):
+        assert run.parse_args([f"{flag}=calling_thread"]).host_memory == "calling_thread"
+    assert run.parse_args([]).host_memory == "default"
+    with pytest.raises(SystemExit):
+        run.parse_args(["--host-memory=everything"])
+    assert "invalid choice: 'everything'" in capsys.readouterr().err
+
+
 def test_summary_says_which_seeds_reached_the_target():
     from benchmarks.airbench import run
 

@@ -28,7 +28,7 @@ def test_host_memory_setting_is_parsed(monkeypatch):
     assert any("host memory" in line for line in common.environment_lines(settings, 2))
     # The benchmarks name every strategy (written out: common.py imports no cnn_jax).
     assert set(common.HOST_MEMORY_CHOICES) == {"default", "reuse", *host_memory.STRATEGIES}
-    settings = common.parse_args("x", ["--host-memory", "calling_thread"])
+    settings = common.parse_args("x", ["--host_memory", "calling_thread"])  # either spelling
     assert calls[-1] == "calling_thread"
     assert settings.host_memory == "default (calling_thread not applied)"
 

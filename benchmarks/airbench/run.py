@@ -112,6 +112,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--verbose", action="store_true", help="print every epoch")
     p.add_argument(
         "--host_memory",
+        "--host-memory",  # the spelling of the other benchmarks' shared options
         choices=common.HOST_MEMORY_CHOICES,
         default="default",
         help="default: glibc's malloc settings; calling_thread, one_arena: that strategy of "
