@@ -218,6 +218,9 @@ def test_forward_over_reverse_works_and_plain_forward_mode_is_a_type_error(x64, 
     assert "inside cnn_jax.ops.loop_body()" in str(info.value)
     assert "without 'loop_conv'" in str(info.value)  # the way out
     assert "custom_vjp function" in str(info.value.__cause__)  # JAX's own, chained
+    with pytest.raises(TypeError) as nested, fast_paths.loop_body():
+        jax.jvp(loss(True), (x, w), tangents)  # two blocks: explained once
+    assert str(nested.value).count("loop_body()") == str(info.value).count("loop_body()")
     # Other TypeErrors raised inside the block pass through unchanged.
     with pytest.raises(TypeError, match=r"^unrelated$"), fast_paths.loop_body():
         raise TypeError("unrelated")

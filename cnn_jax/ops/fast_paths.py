@@ -123,6 +123,7 @@ _OVERRIDE: contextvars.ContextVar[frozenset[str] | None] = contextvars.ContextVa
 _IN_LOOP: contextvars.ContextVar[bool] = contextvars.ContextVar("cnn_jax_loop_body", default=False)
 #: The text of JAX's ``TypeError`` for ``jax.jvp`` of a ``jax.custom_vjp`` function.
 _JVP_OF_CUSTOM_VJP = "forward-mode autodiff (jvp) to a custom_vjp"
+_LOOP_BODY_NAME = "cnn_jax.ops.loop_body()"
 
 
 # --------------------------------------------------------------------------- switch
@@ -209,11 +210,11 @@ def loop_body() -> Iterator[None]:
     try:
         yield
     except TypeError as e:
-        if _JVP_OF_CUSTOM_VJP not in str(e):
-            raise
+        if _JVP_OF_CUSTOM_VJP not in str(e) or _LOOP_BODY_NAME in str(e):
+            raise  # not JAX's error, or already explained by an inner block
         raise TypeError(
             "forward-mode differentiation (jax.jvp, jax.jacfwd) reached a function traced "
-            "inside cnn_jax.ops.loop_body() that defines reverse mode only: there the "
+            f"inside {_LOOP_BODY_NAME} that defines reverse mode only: there the "
             "'loop_conv' fast path gives dense convolutions a jax.custom_vjp. For forward "
             "mode, trace the loop body outside loop_body(), or without 'loop_conv' "
             "(cnn_jax.ops.use_fast_paths with the other paths). JAX's error: " + str(e)
