@@ -111,6 +111,7 @@ __all__ = [
     "JaxProgram",
     "Settings",
     "Timing",
+    "add_host_memory_argument",
     "add_setup_arguments",
     "apply_host_memory",
     "best_of",
@@ -198,6 +199,28 @@ def setup_xla(xla_defaults: str = "on", xla_flags: str = "") -> tuple[str, ...]:
     return tuple(defaults.apply() or ())
 
 
+def add_host_memory_argument(
+    parser: argparse.ArgumentParser, where: str = "for this process"
+) -> None:
+    """Adds ``--host-memory`` (also spelled ``--host_memory``) to a tool's parser.
+
+    ``apply_host_memory`` applies the choice; the tool calls it before JAX starts.
+
+    Args:
+      parser: the tool's parser.
+      where: where the strategy is applied, for ``--help``.
+    """
+    parser.add_argument(
+        "--host-memory",
+        "--host_memory",  # the spelling of experiments.main's flag
+        default="default",
+        choices=HOST_MEMORY_CHOICES,
+        help="default: glibc's malloc settings; calling_thread, one_arena: that strategy of "
+        f"cnn_jax.host_memory.reuse_host_memory() {where}, JAX and PyTorch alike "
+        "(reuse: one_arena; a step's freed buffers reused, not mapped afresh)",
+    )
+
+
 def add_setup_arguments(parser: argparse.ArgumentParser, threads: bool = True) -> None:
     """Adds the process set-up options to a tool's own parser (``start`` applies them).
 
@@ -274,15 +297,7 @@ def parse_args(
         help="OMP_WAIT_POLICY for PyTorch's OpenMP threads (default PASSIVE: on a loaded "
         "machine the spinning default stalls parallel regions for whole scheduler slices)",
     )
-    parser.add_argument(
-        "--host-memory",
-        "--host_memory",  # the spelling of experiments.main and benchmarks.airbench.run
-        default="default",
-        choices=HOST_MEMORY_CHOICES,
-        help="default: glibc's malloc settings; calling_thread, one_arena: that strategy of "
-        "cnn_jax.host_memory.reuse_host_memory() for this process, JAX and PyTorch alike "
-        "(reuse: one_arena)",
-    )
+    add_host_memory_argument(parser)
     parser.add_argument(
         "--order",
         default=order,

@@ -49,6 +49,9 @@ def test_profile_step_prints_op_kinds(capsys, tmp_path):
     with pytest.raises(SystemExit):
         profile_step_cpu.main(["--model", "lenet5", "--batch", "0"])
     assert "--batch (=0) must be positive" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # the shared option, either spelling
+        profile_step_cpu.main(["--model", "lenet5", "--host_memory", "everything"])
+    assert "invalid choice: 'everything'" in capsys.readouterr().err
 
 
 def test_measure_orders():

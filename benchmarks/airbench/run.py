@@ -110,15 +110,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no_warmup", action="store_true")
     p.add_argument("--epoch_eval", action="store_true", help="untimed per-epoch evaluation")
     p.add_argument("--verbose", action="store_true", help="print every epoch")
-    p.add_argument(
-        "--host_memory",
-        "--host-memory",  # the spelling of the other benchmarks' shared options
-        choices=common.HOST_MEMORY_CHOICES,
-        default="default",
-        help="default: glibc's malloc settings; calling_thread, one_arena: that strategy of "
-        "cnn_jax.host_memory.reuse_host_memory() in every contestant's process, JAX and "
-        "PyTorch alike (a step's freed buffers reused, not mapped afresh)",
-    )
+    common.add_host_memory_argument(p, "in every contestant's process")
     common.add_setup_arguments(p, threads=False)
     return p.parse_args(argv)
 

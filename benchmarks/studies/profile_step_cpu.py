@@ -52,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--batch", type=int, default=None, help="batch size (default: the model's)")
     parser.add_argument("--top", type=int, default=20, help="op kinds to print")
     parser.add_argument("--hlo", default=None, help="write the optimized HLO of the step here")
-    parser.add_argument("--host-memory", choices=common.HOST_MEMORY_CHOICES, default="default")
+    common.add_host_memory_argument(parser)
     common.add_setup_arguments(parser)
     args = parser.parse_args(argv)
     if args.steps < 1:
