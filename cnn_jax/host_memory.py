@@ -52,7 +52,7 @@ import os
 import platform
 import sys
 
-__all__ = ["OPT_OUT_ENV", "SETTINGS", "STRATEGIES", "reuse_host_memory"]
+__all__ = ["OPT_OUT_ENV", "SETTINGS", "STRATEGIES", "has_glibc_malloc", "reuse_host_memory"]
 
 #: Set to ``0`` to keep glibc's defaults.
 OPT_OUT_ENV = "CNN_JAX_REUSE_HOST_MEMORY"
@@ -64,6 +64,11 @@ SETTINGS: dict[str, dict[str, tuple[int, int]]] = {
 }
 #: The strategies of ``reuse_host_memory``, the default first.
 STRATEGIES = tuple(SETTINGS)
+
+
+def has_glibc_malloc() -> bool:
+    """Whether this process runs on Linux with glibc, the only place the settings apply."""
+    return sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
 
 
 def reuse_host_memory(
@@ -91,7 +96,7 @@ def reuse_host_memory(
     env = os.environ if environ is None else environ
     if env.get(OPT_OUT_ENV, "1").strip().lower() in ("0", "false", "off", "no"):
         return False
-    if not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
+    if not has_glibc_malloc():
         return False
     try:
         mallopt = ctypes.CDLL(None).mallopt

@@ -8,9 +8,7 @@ lookahead land on the same weights.
 import dataclasses
 import io
 import math
-import platform
 import re
-import sys
 import tarfile
 
 import jax
@@ -21,6 +19,7 @@ import pytest
 from benchmarks.airbench import Recipe
 from benchmarks.airbench import airbench94_jax as abj
 from benchmarks.airbench import data as abdata
+from cnn_jax import host_memory
 from cnn_jax.weights import from_torch
 from tests import torch_oracle
 
@@ -29,7 +28,7 @@ abt = pytest.importorskip("benchmarks.airbench.airbench94_torch")
 
 pytestmark = pytest.mark.torch
 
-GLIBC = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
+GLIBC = host_memory.has_glibc_malloc()
 
 TINY = Recipe(
     batch_size=8,

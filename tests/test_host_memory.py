@@ -1,6 +1,5 @@
 """``cnn_jax.host_memory``: freed blocks are reused instead of being mapped afresh."""
 
-import platform
 import subprocess
 import sys
 import textwrap
@@ -9,7 +8,7 @@ import pytest
 
 from cnn_jax import host_memory
 
-GLIBC = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
+GLIBC = host_memory.has_glibc_malloc()
 
 # Allocates, touches and frees a block (argv[2] MiB) twice; prints the page faults of the
 # second round (what every training step pays when the block is mapped afresh).
@@ -128,4 +127,5 @@ def test_opt_out_and_other_platforms(monkeypatch):
     assert host_memory.reuse_host_memory({host_memory.OPT_OUT_ENV: "0"}) is False
     assert host_memory.reuse_host_memory({host_memory.OPT_OUT_ENV: "off"}) is False
     monkeypatch.setattr(sys, "platform", "darwin")
+    assert host_memory.has_glibc_malloc() is False
     assert host_memory.reuse_host_memory({}) is False
