@@ -2,8 +2,8 @@
 
 What a CIFAR-10 speed run on this CPU can gain from bfloat16 in each framework. For
 every 3x3 ``'SAME'`` convolution of airbench94 (``benchmarks.airbench``: widths 64, 256,
-256 after a 2x2 whitening layer; batch 256, ``--quick``: batch 16 and two layers), timed
-in interleaved rounds (``benchmarks.common``):
+256 after a 2x2 whitening layer; batch 256 or ``--batch``, ``--quick``: batch 16 and two
+layers), timed in interleaved rounds (``benchmarks.common``):
 
 * ``conv``: forward and both gradients (input and kernel) of the convolution, the work
   of one training step, as ``jax.value_and_grad`` of ``sum(conv(x, k) * g)`` (jitted;
@@ -19,14 +19,18 @@ Each in float32 and in bfloat16 (inputs, parameters and cotangent in bfloat16). 
 gives the times and, per framework, bfloat16's time over float32's (below 1 where the
 bfloat16 path is faster), and how far the bfloat16 gradients are from XLA:CPU's float32
 ones (largest deviation over the input and kernel gradients, relative to the largest
-value); PyTorch's float32 gradients are checked against XLA:CPU's the same way. The
-CPU's bfloat16 instructions (``avx512_bf16``, ``amx_bf16``) are printed with the machine.
+value); PyTorch's float32 gradients are checked against XLA:CPU's the same way. A second
+table sets the two frameworks' float32 ``conv`` times side by side, layer by layer and
+summed over the layers (XLA:CPU's time over PyTorch's: above 1 where XLA:CPU is slower).
+The CPU's bfloat16 instructions (``avx512_bf16``, ``amx_bf16``) are printed with the
+machine.
 
-Command: ``python -m benchmarks.bf16_cpu`` (``--quick`` for a smoke run).
+Command: ``python -m benchmarks.bf16_cpu [--batch=256]`` (``--quick`` for a smoke run).
 """
 
 from __future__ import annotations
 
+import argparse
 import functools
 import sys
 import time
@@ -37,7 +41,7 @@ import numpy as np
 from benchmarks import common
 from benchmarks.airbench import Recipe
 from benchmarks.harness.report import end_lines, environment_lines, markdown_table, optional_torch
-from benchmarks.harness.timing import format_ms, format_ratio, measure, ratio
+from benchmarks.harness.timing import Timing, format_ms, format_ratio, measure, ratio
 
 
 def airbench_layers(recipe: Recipe | None = None) -> list[tuple[str, int, int, int]]:
@@ -151,16 +155,47 @@ def _rel_dev(a, b) -> float:
     return max(float(np.abs(x - y).max() / np.abs(y).max()) for x, y in zip(a, b, strict=True))
 
 
+def framework_rows(timings: Sequence[tuple[str, Timing, Timing]]) -> list[list[str]]:
+    """Rows of the float32 framework table from ``(layer, XLA:CPU, PyTorch)`` timings.
+
+    One row per layer with the ratio of medians and its per-round range, then (for more
+    than one layer) the sums of the medians; the last column is XLA:CPU's time over
+    PyTorch's.
+    """
+    rows = [
+        [name, format_ms(j.median), format_ms(t.median), format_ratio(ratio(j, t))]
+        for name, j, t in timings
+    ]
+    if len(timings) > 1:
+        j, t = sum(r[1].median for r in timings), sum(r[2].median for r in timings)
+        rows.append([f"sum of {len(timings)} layers", format_ms(j), format_ms(t), f"{j / t:.2f}"])
+    return rows
+
+
+def _parse(argv: Sequence[str] | None) -> tuple[common.Settings, int | None]:
+    """The shared settings and ``--batch`` (``None``: 256, or 16 with ``--quick``)."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument(
+        "--batch", type=int, default=None, help="images per call (default 256; 16 with --quick)"
+    )
+    extra, rest = parser.parse_known_args(argv)
+    if extra.batch is not None and extra.batch < 1:
+        parser.error(f"--batch (={extra.batch}) must be positive")
+    settings = common.parse_args(__doc__.splitlines()[0], rest, parents=[parser])
+    return settings, extra.batch
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Times both dtypes in both frameworks per layer and prints the report."""
-    settings = common.parse_args(__doc__.splitlines()[0], argv)
+    settings, batch = _parse(argv)
     used = common.set_threads(settings.threads, settings.omp_wait_policy)
     t_start = time.perf_counter()
-    batch = 16 if settings.quick else 256
+    if batch is None:
+        batch = 16 if settings.quick else 256
     layers = airbench_layers()
     layers = layers[1:3] if settings.quick else layers
     rng = np.random.default_rng(0)
-    rows, agree = [], []
+    rows, agree, side_by_side = [], [], []
     for name, side, c_in, c_out in layers:
         if settings.only and settings.only not in name:
             continue
@@ -174,6 +209,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         }
         if "torch" in dev:
             agree.append(_rel_dev(_grads(fns, "torch", "float32"), ref))
+            side_by_side.append((name, timed["jax conv float32"], timed["torch conv float32"]))
         for what in ("conv", "matmul"):
             for fw in ("jax", "torch"):
                 f32, b16 = f"{fw} {what} float32", f"{fw} {what} bfloat16"
@@ -200,6 +236,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     print()
     if agree:
         print(f"float32 gradients, PyTorch against XLA:CPU: largest deviation {max(agree):.1e}")
+        print()
+        print("## float32 fwd + both grads, XLA:CPU against PyTorch\n")
+        header = ["layer", "XLA:CPU ms", "PyTorch ms", "XLA:CPU / PyTorch"]
+        print(markdown_table(header, framework_rows(side_by_side)))
     print()
     print("\n".join(end_lines(t_start)))
 

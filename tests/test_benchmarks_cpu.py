@@ -282,8 +282,11 @@ def test_winograd_quick_runs(capsys):
 def test_bf16_quick_runs(capsys):
     from benchmarks import bf16_cpu
 
-    bf16_cpu.main(["--quick", "--only", "group1"])
+    bf16_cpu.main(["--quick", "--only", "group1", "--batch", "8"])
     out = capsys.readouterr().out
+    assert "airbench94's convolutions, batch 8" in out
+    side_by_side = out.split("XLA:CPU against PyTorch")[1]
+    assert side_by_side.count("| group1.conv2 |") == 1, out  # one layer: no sum row
     rows = [line for line in out.splitlines() if line.startswith("| group1.conv2 15x15 64->64")]
     assert len(rows) == 4, out  # conv and matmul, XLA:CPU and PyTorch
     devs = [float(r.split("|")[-2]) for r in rows if "grads" in r]
@@ -291,6 +294,34 @@ def test_bf16_quick_runs(capsys):
     agree = float(out.split("PyTorch against XLA:CPU: largest deviation ")[1].split()[0])
     assert agree < 1e-4
     assert "CPU bfloat16 instructions:" in out
+
+
+def test_bf16_framework_rows_sum_the_layers():
+    from benchmarks.bf16_cpu import framework_rows
+    from benchmarks.harness.timing import Timing
+
+    def timing(*seconds):
+        return Timing(inner=1, prewarm=False, rounds=[[s] * 5 for s in seconds])
+
+    rows = framework_rows(
+        [
+            ("a", timing(0.3, 0.3, 0.3), timing(0.2, 0.2, 0.2)),
+            ("b", timing(0.1, 0.2, 0.1), timing(0.1, 0.1, 0.1)),
+        ]
+    )
+    assert rows[0] == ["a", "300", "200", "1.50 (1.50-1.50)"]
+    assert rows[1][3] == "1.00 (1.00-2.00)"
+    assert rows[2] == ["sum of 2 layers", "400", "300", "1.33"]  # medians 0.3 + 0.1, 0.2 + 0.1
+    assert framework_rows([("a", timing(1, 1, 1), timing(2, 2, 2))])[-1][0] == "a"  # no sum
+
+
+@pytest.mark.parametrize("batch", ["0", "-3"])
+def test_bf16_batch_must_be_positive(batch, capsys):
+    from benchmarks import bf16_cpu
+
+    with pytest.raises(SystemExit):
+        bf16_cpu.main(["--batch", batch])
+    assert f"--batch (={batch}) must be positive" in capsys.readouterr().err
 
 
 def test_bf16_jax_conv_program_keeps_the_forward_convolution():
