@@ -67,29 +67,19 @@ def _call(fn, x, g, args):
 
 
 def _gatys_loss(size: int, winograd: bool, dtype=np.float32):
-    """``(image, jitted value-and-gradient)`` of Gatys' loss at ``size``, as ``stylize``."""
+    """``(image, jitted value-and-gradient)`` of ``cnn_jax.style.gatys_loss`` at ``size``."""
     import jax
     import jax.numpy as jnp
 
     from cnn_jax import style
-    from cnn_jax.style import fast_vgg
 
-    weights = style.StyleWeights()
     model = style.VGGFeatures(layers=("relu5_1",))
     params = jax.jit(model.init)(jax.random.key(0), jnp.zeros((1, 16, 16, 3)))["params"]
     params = jax.tree.map(lambda a: jnp.asarray(a, dtype), params)
-    prep = fast_vgg.prepare(params, weights.layers, winograd=winograd)
     rng = np.random.default_rng(0)
-    content, image = (jnp.asarray(rng.random((size, size, 3)), dtype) for _ in range(2))
-    feats = fast_vgg.features(prep, style.preprocess(content[None]), weights.layers, "avg")
-    targets = {n: feats[n] for n in weights.content_layers}
-    grams = {n: style.gram_matrix(feats[n]) for n in weights.style_layers}
-
-    def loss(img):
-        f = fast_vgg.features(prep, style.preprocess(img[None]), weights.layers, "avg")
-        return style.total_loss(f, img[None], targets, grams, weights)[0][0]
-
-    return image, jax.jit(jax.value_and_grad(loss))
+    content, image = (rng.random((size, size, 3)).astype(dtype) for _ in range(2))
+    loss = style.gatys_loss(params, content, content, winograd=winograd)
+    return jnp.asarray(image), jax.jit(jax.value_and_grad(loss))
 
 
 def _whole_loss(settings, size: int) -> list[list[str]]:

@@ -181,6 +181,43 @@ def test_gradient_wrt_image_is_finite(params):
     assert g.shape == x.shape and bool(jnp.all(jnp.isfinite(g))) and float(jnp.abs(g).max()) > 0
 
 
+@pytest.mark.parametrize("winograd", [False, True])
+def test_gatys_loss_is_total_loss_through_vgg_features(params, winograd):
+    # the objective stylize minimizes, against the same loss built from VGGFeatures and
+    # total_loss by hand (another network path than fast_vgg's), value and gradient
+    weights = style.StyleWeights(
+        content_layers=("relu2_1",), style_layers=SHALLOW.style_layers, beta=50.0, tv_weight=0.5
+    )
+    net = style.VGGFeatures(layers=weights.layers, pooling="avg")
+    p = {"params": style.select_params(params, weights.layers)}
+    c, s, x = _image(1), _image(2, 20, 24), jnp.asarray(_image(3))
+    fc = net.apply(p, style.preprocess(c[None]))
+    fs = net.apply(p, style.preprocess(s[None]))
+    grams = {n: style.gram_matrix(fs[n]) for n in weights.style_layers}
+
+    def expected(img):
+        f = net.apply(p, style.preprocess(img[None]))
+        return style.total_loss(f, img[None], fc, grams, weights)[0][0]
+
+    loss = style.gatys_loss(params, c, s, weights=weights, winograd=winograd)
+    got_v, got_g = jax.jit(jax.value_and_grad(loss))(x)
+    want_v, want_g = jax.value_and_grad(expected)(x)
+    assert got_v.shape == () and got_v.dtype == jnp.float32
+    np.testing.assert_allclose(got_v, want_v, rtol=1e-4)
+    np.testing.assert_allclose(got_g, want_g, rtol=1e-3, atol=1e-4 * float(jnp.abs(want_g).max()))
+
+
+def test_gatys_loss_keeps_float64_and_checks_arguments(params):
+    with jax.enable_x64(True):
+        p64 = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), params)
+        loss = style.gatys_loss(p64, _image(1).astype(np.float64), _image(2), weights=SHALLOW)
+        assert loss(jnp.asarray(_image(3), jnp.float64)).dtype == jnp.float64
+    with pytest.raises(ValueError, match=r"`content` must be an \(H, W, 3\) RGB image"):
+        style.gatys_loss(params, _image(1)[..., :2], _image(2), weights=SHALLOW)
+    with pytest.raises(ValueError, match="`pooling` \\(='mean'\\) must be 'max' or 'avg'"):
+        style.gatys_loss(params, _image(1), _image(2), weights=SHALLOW, pooling="mean")
+
+
 @pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
 def test_short_optimization_lowers_the_loss(params, optimizer):
     seen = []

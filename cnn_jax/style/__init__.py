@@ -5,7 +5,7 @@
   preprocessing that matches the weights (torchvision or Caffe).
 * ``losses``: Gram matrices, content, style and total-variation losses.
 * ``transfer``: image optimization with L-BFGS or Adam, coarse-to-fine, colour
-  preservation.
+  preservation; ``gatys_loss``, the objective itself.
 * ``wct``: whitening and colouring transforms (``cnn_jax.style.wct.wct``; the
   submodule keeps the name) and the decoders that invert ``relu1_1`` ... ``relu5_1``.
 * ``images``: reading and writing images.
@@ -34,6 +34,7 @@ from cnn_jax.style.losses import (
     tv_loss,
 )
 from cnn_jax.style.transfer import (
+    gatys_loss,
     luminance,
     match_luminance,
     preserve_colour,
@@ -58,6 +59,7 @@ __all__ = [
     "WCTDecoder",
     "content_loss",
     "deprocess",
+    "gatys_loss",
     "gram_matrix",
     "layer_style_loss",
     "load_image",

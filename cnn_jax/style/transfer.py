@@ -35,6 +35,7 @@ from cnn_jax.style.features import min_image_size, preprocess
 from cnn_jax.style.losses import StyleWeights, gram_matrix, total_loss
 
 __all__ = [
+    "gatys_loss",
     "luminance",
     "match_luminance",
     "preserve_colour",
@@ -82,8 +83,8 @@ def preserve_colour(stylized_luminance: Array, content: Array) -> Array:
     return np.clip(yiq_to_rgb(np.concatenate([y, iq], axis=-1)), 0.0, 1.0)
 
 
-def _check_image(x: Any, name: str, min_side: int) -> np.ndarray:
-    x = np.asarray(x, np.float32)
+def _check_image(x: Any, name: str, min_side: int, dtype: Any = np.float32) -> np.ndarray:
+    x = np.asarray(x, dtype)
     if x.ndim != 3 or x.shape[-1] != 3:
         raise ValueError(f"`{name}` must be an (H, W, 3) RGB image, got shape {x.shape}")
     if min(x.shape[:2]) < min_side:
@@ -108,16 +109,117 @@ def _features(prepared, x, *, layers, pooling, preprocessing):
     return fast_vgg.features(prepared, preprocess(x, preprocessing), layers, pooling)
 
 
-@functools.partial(jax.jit, static_argnames=("pooling", "weights", "preprocessing", "tx", "n"))
-def _run(prep, x, opt_state, content_t, style_g, coef, *, pooling, weights, preprocessing, tx, n):
-    # the layers are static, the loss weights (alpha, beta, tv) traced: one compilation
-    # serves every weighting. The network is fast_vgg's: its convolutions keep XLA:CPU's
-    # canonical form inside the loops (see cnn_jax.style.fast_vgg).
+def _unit_weights(weights: StyleWeights) -> tuple[StyleWeights, tuple[float, float, float]]:
+    """``weights`` with unit loss weights (the same terms on) and the weights apart."""
+    unit = dataclasses.replace(weights, alpha=1.0, beta=1.0, tv_weight=float(weights.tv_weight > 0))
+    return unit, (weights.alpha, weights.beta, weights.tv_weight)
+
+
+def _targets(prepared, content, style, *, weights, pooling, preprocessing):
+    """The content layers' features of ``content`` and the style layers' Gram matrices."""
+    feats = functools.partial(
+        _features, layers=weights.layers, pooling=pooling, preprocessing=preprocessing
+    )
+    fc = feats(prepared, content[None])
+    fs = feats(prepared, style[None])
+    content_t = {n: fc[n] for n in weights.content_layers}
+    return content_t, {n: gram_matrix(fs[n]) for n in weights.style_layers}
+
+
+def _objective(prep, content_t, style_g, coef, *, pooling, weights, preprocessing):
+    """The loss of an ``(H, W, 3)`` image; ``weights`` name the terms, ``coef`` weighs them."""
+
+    # The network is fast_vgg's: its convolutions keep XLA:CPU's canonical form inside
+    # the loops (see cnn_jax.style.fast_vgg).
     def loss_fn(img: Array) -> Array:
         pre = preprocess(img[None], preprocessing)
         feats = fast_vgg.features(prep, pre, weights.layers, pooling)
         _, parts = total_loss(feats, img[None], content_t, style_g, weights)
         return (coef[0] * parts["content"] + coef[1] * parts["style"] + coef[2] * parts["tv"])[0]
+
+    return loss_fn
+
+
+def gatys_loss(
+    params: Mapping[str, Any],
+    content: Array,
+    style: Array,
+    *,
+    weights: StyleWeights | None = None,
+    pooling: str = "avg",
+    preprocessing: str = "torchvision",
+    winograd: bool | None = None,
+) -> Callable[[Array], Array]:
+    """The loss :func:`stylize` minimizes, as a function of the image.
+
+    For optimizers of one's own, or to time or inspect the objective: the returned
+    function maps an ``(H, W, 3)`` image (the content's shape) to the scalar
+    ``alpha * content + beta * style + tv_weight * tv`` of ``total_loss``, and is
+    differentiable and jittable. The targets (the content's features, the style's Gram
+    matrices) are computed once, here.
+
+    Args:
+      params: VGG-19 params, as for :func:`stylize`.
+      content: ``(H, W, 3)`` RGB in [0, 1].
+      style: ``(Hs, Ws, 3)`` RGB in [0, 1].
+      weights: layers and loss weights (default ``StyleWeights()``).
+      pooling: ``'avg'`` or ``'max'``.
+      preprocessing: ``'torchvision'`` or ``'caffe'``.
+      winograd: as for :func:`stylize`.
+
+    Returns:
+      ``loss(image) -> scalar``, in float64 if the images are float64 (with
+      ``jax.enable_x64``), else float32.
+
+    Raises:
+      ValueError: naming the argument for a bad image, size or pooling.
+      TypeError: for a ``winograd`` that is not a bool or None.
+    """
+    weights = StyleWeights() if weights is None else weights
+    need = min_image_size(weights.layers)
+    dtype = np.float64 if np.asarray(content).dtype == np.float64 else np.float32
+    content = _check_image(content, "content", need, dtype)
+    style = _check_image(style, "style", need, dtype)
+    prepared = _prepare(params, weights, pooling, winograd)
+    content_t, style_g = _targets(
+        prepared, content, style, weights=weights, pooling=pooling, preprocessing=preprocessing
+    )
+    unit, coef = _unit_weights(weights)
+    return _objective(
+        prepared,
+        content_t,
+        style_g,
+        coef,
+        pooling=pooling,
+        weights=unit,
+        preprocessing=preprocessing,
+    )
+
+
+def _prepare(params, weights: StyleWeights, pooling: str, winograd: bool | None):
+    """``fast_vgg.prepare`` after checking ``pooling`` and ``winograd``."""
+    if pooling not in ("max", "avg"):
+        raise ValueError(f"`pooling` (={pooling!r}) must be 'max' or 'avg'")
+    if winograd is None:
+        winograd = jax.default_backend() == "cpu"
+    if not isinstance(winograd, bool):
+        raise TypeError(f"`winograd` must be a bool or None, got {winograd!r}")
+    return fast_vgg.prepare(params, weights.layers, winograd=winograd)
+
+
+@functools.partial(jax.jit, static_argnames=("pooling", "weights", "preprocessing", "tx", "n"))
+def _run(prep, x, opt_state, content_t, style_g, coef, *, pooling, weights, preprocessing, tx, n):
+    # the layers are static, the loss weights (alpha, beta, tv) traced: one compilation
+    # serves every weighting.
+    loss_fn = _objective(
+        prep,
+        content_t,
+        style_g,
+        coef,
+        pooling=pooling,
+        weights=weights,
+        preprocessing=preprocessing,
+    )
 
     # L-BFGS' line search leaves the value and gradient at the new point in its state.
     lbfgs = hasattr(opt_state, "__len__") and any(
@@ -198,20 +300,10 @@ def stylize(
     if optimizer not in ("lbfgs", "adam"):
         raise ValueError(f"`optimizer` (={optimizer!r}) must be 'lbfgs' or 'adam'")
     tx = _make_optimizer(optimizer, float(learning_rate))
-    if pooling not in ("max", "avg"):
-        raise ValueError(f"`pooling` (={pooling!r}) must be 'max' or 'avg'")
-    if winograd is None:
-        winograd = jax.default_backend() == "cpu"
-    if not isinstance(winograd, bool):
-        raise TypeError(f"`winograd` must be a bool or None, got {winograd!r}")
-    prepared = fast_vgg.prepare(params, weights.layers, winograd=winograd)
-    feats = functools.partial(
-        _features, layers=weights.layers, pooling=pooling, preprocessing=preprocessing
+    prepared = _prepare(params, weights, pooling, winograd)
+    content_t, style_g = _targets(
+        prepared, content, style, weights=weights, pooling=pooling, preprocessing=preprocessing
     )
-    fc = feats(prepared, content[None])
-    content_t = {n: fc[n] for n in weights.content_layers}
-    fs = feats(prepared, style[None])
-    style_g = {n: gram_matrix(fs[n]) for n in weights.style_layers}
     if isinstance(init, str) and init == "noise":
         if key is None:
             raise ValueError("`key` is needed for init='noise'")
@@ -225,8 +317,8 @@ def stylize(
         if x.shape != content.shape:
             raise ValueError(f"`init` {x.shape} must have the content's shape {content.shape}")
     state = tx.init(x)
-    coef = jnp.asarray([weights.alpha, weights.beta, weights.tv_weight], jnp.float32)
-    unit = dataclasses.replace(weights, alpha=1.0, beta=1.0, tv_weight=float(weights.tv_weight > 0))
+    unit, coef = _unit_weights(weights)
+    coef = jnp.asarray(coef, jnp.float32)
     losses: list[np.ndarray] = []
     done = 0
     while done < steps:
