@@ -235,7 +235,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(markdown_table(header, rows))
     print()
     if agree:
-        print(f"float32 gradients, PyTorch against XLA:CPU: largest deviation {max(agree):.1e}")
+        print(
+            "float32 gradients, PyTorch against XLA:CPU: largest deviation "
+            f"{max(agree):.1e} of the largest value"
+        )
         print()
         print("## float32 fwd + both grads, XLA:CPU against PyTorch\n")
         header = ["layer", "XLA:CPU ms", "PyTorch ms", "XLA:CPU / PyTorch"]
