@@ -168,7 +168,7 @@ def gatys_loss(
       winograd: as for :func:`stylize`.
 
     Returns:
-      ``loss(image) -> scalar``, in float64 if the images are float64 (with
+      ``loss(image) -> scalar``, in float64 if either image is float64 (with
       ``jax.enable_x64``), else float32.
 
     Raises:
@@ -177,7 +177,8 @@ def gatys_loss(
     """
     weights = StyleWeights() if weights is None else weights
     need = min_image_size(weights.layers)
-    dtype = np.float64 if np.asarray(content).dtype == np.float64 else np.float32
+    wide = any(np.asarray(x).dtype == np.float64 for x in (content, style))
+    dtype = np.float64 if wide else np.float32
     content = _check_image(content, "content", need, dtype)
     style = _check_image(style, "style", need, dtype)
     prepared = _prepare(params, weights, pooling, winograd)
